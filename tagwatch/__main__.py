@@ -1,0 +1,3 @@
+from tagwatch.cli import main
+
+raise SystemExit(main())
