@@ -1,0 +1,1 @@
+"""The pure core: reference parsing, manifests and drift decisions. No I/O, no clock."""

@@ -1,0 +1,285 @@
+"""Deciding what a check means: a pure function from what was known, what the registry said
+now, the policy and the time, to events and the target's new state.
+
+No I/O and no clock: the caller passes `now` and whatever facts it fetched (history of the
+tag, when a pin fell behind, whether a pinned digest still exists).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from tagwatch.core.model import (
+    Event,
+    EventKind,
+    Failed,
+    Kind,
+    Missing,
+    Observation,
+    Policy,
+    Resolved,
+    State,
+    Stretch,
+    TagView,
+    Target,
+    TargetView,
+    looks_like_full_version,
+)
+
+__all__ = [
+    "Decision",
+    "PinFacts",
+    "changed_platforms",
+    "decide",
+    "pin_is_current",
+    "pin_needs_facts",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PinFacts:
+    """Facts about a pin that cost a lookup, fetched by the caller only when needed.
+
+    `evidence`: when the tag moved away from the pinned digest, and how that is known
+    ("history", "image created", "first check"); needed only when the pin falls behind
+    without a recorded `behind_since`.
+    `pinned_exists`: whether the registry still serves the pinned digest (checked only while
+    the pin is behind); None when not checked.
+    """
+
+    evidence: tuple[datetime, str] | None = None
+    pinned_exists: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    events: tuple[Event, ...]
+    target: TargetView
+    moved: bool = False  # the tag's digest changed in this check
+
+
+def changed_platforms(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[str, ...]:
+    """Platforms added, removed or pointing at another image, sorted."""
+    return tuple(sorted(p for p in set(old) | set(new) if old.get(p) != new.get(p)))
+
+
+def pin_is_current(pinned: str, seen: Resolved) -> bool:
+    """A pin is current while the tag resolves to it: the tag's own digest (index or
+    manifest) or one of the platform images inside the tag's index."""
+    return pinned == seen.digest or pinned in seen.platforms.values()
+
+
+def pin_needs_facts(target: Target, target_before: TargetView, obs: Observation) -> bool:
+    """Whether `decide` will want `PinFacts` for this pin: only while it is behind."""
+    return (
+        target.kind is Kind.PIN
+        and isinstance(obs, Resolved)
+        and target.pinned is not None
+        and not pin_is_current(target.pinned, obs)
+    )
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if dt is not None else None
+
+
+def decide(
+    target: Target,
+    before: TagView | None,
+    target_before: TargetView,
+    obs: Observation,
+    *,
+    policy: Policy,
+    now: datetime,
+    history: Sequence[Stretch] = (),
+    pin: PinFacts | None = None,
+) -> Decision:
+    """Decide the events and the new target state for one check of one target.
+
+    `before` is the tag as recorded before this check (None: never recorded); `history` the
+    tag's earlier stretches, newest first (needed to tell a move back to an earlier digest).
+    """
+    events: list[Event] = []
+
+    def event(kind: EventKind, **kw: Any) -> None:
+        details = dict(kw.pop("details", {}))
+        if target.source:
+            details.setdefault("source", target.source)
+        events.append(
+            Event(
+                kind=kind,
+                target=target.key,
+                image=target.ref.name,
+                tag=target.tag,
+                at=now,
+                pinned=target.pinned,
+                details=details,
+                **kw,
+            )
+        )
+
+    # A failed check is never a move or a vanish: only the failure count changes, and an
+    # `error` alert goes out once the target has failed `error_after` times in a row.
+    if isinstance(obs, Failed):
+        failures = target_before.fail_count + 1
+        alerted = target_before.error_alerted
+        if failures >= policy.error_after and not alerted:
+            event(
+                EventKind.ERROR,
+                old_digest=before.digest if before else None,
+                details={"error": obs.message, "reason": obs.reason, "failures": failures},
+            )
+            alerted = True
+        return Decision(
+            tuple(events),
+            replace(target_before, state=State.ERROR, fail_count=failures, error_alerted=alerted),
+        )
+
+    if target_before.error_alerted:
+        event(EventKind.RECOVERED, new_digest=obs.digest if isinstance(obs, Resolved) else None)
+    after = replace(target_before, fail_count=0, error_alerted=False)
+    first_sight = before is None or before.digest is None
+    loud_first = policy.first_check_notify or target.kind is Kind.PIN
+
+    if isinstance(obs, Missing):
+        was_present = before is not None and before.digest is not None and before.present
+        if was_present or (first_sight and loud_first and target_before.state is None):
+            event(
+                EventKind.VANISHED,
+                old_digest=before.digest if before else None,
+                details={"message": obs.message},
+            )
+        return Decision(tuple(events), replace(after, state=State.VANISHED))
+
+    assert isinstance(obs, Resolved)
+    moved = False
+    if first_sight:
+        if target.kind is Kind.WATCH and policy.first_check_notify:
+            event(EventKind.FIRST_SEEN, new_digest=obs.digest)
+    elif before is not None and not before.present:
+        event(
+            EventKind.RETURNED,
+            old_digest=before.digest,
+            new_digest=obs.digest,
+            platforms_changed=changed_platforms(before.platforms, obs.platforms)
+            if before.digest != obs.digest
+            else (),
+        )
+        moved = before.digest != obs.digest
+    elif before is not None and before.digest != obs.digest:
+        moved = True
+        if target.kind is Kind.WATCH:
+            changed = changed_platforms(before.platforms, obs.platforms)
+            relevant = changed
+            if target.platforms and before.platforms and obs.platforms:
+                relevant = tuple(p for p in changed if p in target.platforms)
+            if relevant or not (target.platforms and before.platforms and obs.platforms):
+                details: dict[str, Any] = {}
+                earlier = next((s for s in history if s.digest == obs.digest), None)
+                if earlier is not None:
+                    details["back_to"] = _iso(earlier.first_seen)
+                rewritten = looks_like_full_version(target.tag) and not target.mutable
+                event(
+                    EventKind.REWRITTEN if rewritten else EventKind.MOVED,
+                    old_digest=before.digest,
+                    new_digest=obs.digest,
+                    platforms_changed=changed,
+                    details=details,
+                )
+    if moved:
+        after = replace(after, changes=after.changes + 1)
+
+    if target.kind is Kind.WATCH or target.pinned is None:
+        return Decision(tuple(events), replace(after, state=State.OK), moved)
+    return _decide_pin(target, after, target_before, obs, pin or PinFacts(), now, events, moved)
+
+
+def _decide_pin(
+    target: Target,
+    after: TargetView,
+    target_before: TargetView,
+    seen: Resolved,
+    facts: PinFacts,
+    now: datetime,
+    events: list[Event],
+    moved: bool,
+) -> Decision:
+    pinned = target.pinned
+    assert pinned is not None
+
+    def event(kind: EventKind, details: dict[str, Any]) -> None:
+        if target.source:
+            details.setdefault("source", target.source)
+        events.append(
+            Event(
+                kind=kind,
+                target=target.key,
+                image=target.ref.name,
+                tag=target.tag,
+                at=now,
+                pinned=pinned,
+                old_digest=pinned,
+                new_digest=seen.digest,
+                details=details,
+            )
+        )
+
+    if pin_is_current(pinned, seen):
+        if target_before.stale_alerted_at is not None:
+            event(EventKind.CURRENT, {})
+        return Decision(
+            tuple(events),
+            replace(
+                after,
+                state=State.OK,
+                behind_since=None,
+                behind_evidence=None,
+                stale_alerted_at=None,
+                pin_missing=False,
+            ),
+            moved,
+        )
+
+    if target_before.behind_since is not None:
+        since, evidence = target_before.behind_since, target_before.behind_evidence or "history"
+    elif facts.evidence is not None:
+        since, evidence = facts.evidence
+    else:
+        since, evidence = now, "first check"
+    behind = max(0.0, (now - since).total_seconds())
+    stale = behind >= target.max_age
+    stale_alerted_at = target_before.stale_alerted_at
+    info = {
+        "behind_since": _iso(since),
+        "evidence": evidence,
+        "behind_seconds": behind,
+        "max_age_seconds": target.max_age,
+    }
+    if stale:
+        if stale_alerted_at is None:
+            event(EventKind.STALE, dict(info))
+            stale_alerted_at = now
+        elif (now - stale_alerted_at).total_seconds() >= target.renotify:
+            event(EventKind.STALE, dict(info, repeat=True))
+            stale_alerted_at = now
+    missing = target_before.pin_missing
+    if facts.pinned_exists is False and not missing:
+        event(EventKind.PIN_MISSING, dict(info))
+        missing = True
+    elif facts.pinned_exists is True:
+        missing = False
+    return Decision(
+        tuple(events),
+        replace(
+            after,
+            state=State.STALE if stale else State.OK,
+            behind_since=since,
+            behind_evidence=evidence,
+            stale_alerted_at=stale_alerted_at,
+            pin_missing=missing,
+        ),
+        moved,
+    )

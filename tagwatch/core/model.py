@@ -1,0 +1,190 @@
+"""The values that flow through one check: targets, what the registry said, what was known
+before, and the events a check decides on. Frozen dataclasses; no behaviour beyond naming."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from tagwatch.core.refs import ImageRef
+
+__all__ = [
+    "DAY",
+    "Event",
+    "EventKind",
+    "Failed",
+    "Kind",
+    "Missing",
+    "Observation",
+    "Policy",
+    "Resolved",
+    "State",
+    "Stretch",
+    "TagView",
+    "Target",
+    "TargetView",
+    "looks_like_full_version",
+]
+
+DAY = 86400.0
+
+
+class Kind(StrEnum):
+    WATCH = "watch"
+    PIN = "pin"
+
+
+class State(StrEnum):
+    OK = "ok"
+    STALE = "stale"
+    VANISHED = "vanished"
+    ERROR = "error"
+
+
+class EventKind(StrEnum):
+    FIRST_SEEN = "first_seen"  # only with first_check_notify
+    MOVED = "moved"
+    REWRITTEN = "rewritten"
+    VANISHED = "vanished"
+    RETURNED = "returned"
+    STALE = "stale"
+    CURRENT = "current"
+    PIN_MISSING = "pin_missing"
+    NEWER = "newer"
+    ERROR = "error"
+    RECOVERED = "recovered"
+    TEST = "test"  # notify-test
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One watch or pin from the configuration."""
+
+    kind: Kind
+    ref: ImageRef  # tag always set; a pin's ref carries the pinned digest too
+    platforms: tuple[str, ...] = ()
+    notify: tuple[str, ...] = ()
+    max_age: float = 7 * DAY
+    renotify: float = DAY
+    source: str | None = None
+    mutable: bool = False  # a version-like tag that is expected to be rebuilt
+
+    @property
+    def key(self) -> str:
+        """Stable identity in the database: kind and full reference."""
+        return f"{self.kind}:{self.ref}"
+
+    @property
+    def tag(self) -> str:
+        assert self.ref.tag is not None
+        return self.ref.tag
+
+    @property
+    def tag_key(self) -> tuple[str, str, str]:
+        return (self.ref.registry, self.ref.repository, self.tag)
+
+    @property
+    def pinned(self) -> str | None:
+        return self.ref.digest if self.kind is Kind.PIN else None
+
+    @property
+    def display(self) -> str:
+        """`image:tag`, as titles and tables show it."""
+        return f"{self.ref.name}:{self.tag}"
+
+
+# --- what the registry said about a tag in this check ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    digest: str
+    media_type: str
+    platforms: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Missing:
+    """The registry answered that the tag does not exist."""
+
+    message: str = "tag not found"
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The check failed: network, auth, rate limit, bad answer. Never a move or a vanish."""
+
+    message: str
+    reason: str = "error"
+
+
+Observation = Resolved | Missing | Failed
+
+
+# --- what was recorded before -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TagView:
+    """The recorded state of a tag (shared by every watch and pin of that tag)."""
+
+    digest: str | None = None  # last digest seen; None if never resolved
+    platforms: Mapping[str, str] = field(default_factory=dict)
+    present: bool = True  # False while the tag is vanished
+    first_seen: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stretch:
+    """A stretch of time during which the tag pointed at one digest."""
+
+    digest: str
+    platforms: Mapping[str, str]
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TargetView:
+    """The recorded state of one watch or pin. The default is 'never checked'."""
+
+    state: State | None = None
+    fail_count: int = 0
+    error_alerted: bool = False
+    behind_since: datetime | None = None  # pins: since when the tag is elsewhere
+    behind_evidence: str | None = None  # how behind_since was established
+    stale_alerted_at: datetime | None = None
+    pin_missing: bool = False
+    changes: int = 0  # moves seen (alerted or not)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    first_check_notify: bool = False
+    error_after: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: EventKind
+    target: str  # Target.key
+    image: str  # canonical repository
+    tag: str
+    at: datetime
+    pinned: str | None = None
+    old_digest: str | None = None
+    new_digest: str | None = None
+    platforms_changed: tuple[str, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+_FULL_VERSION = re.compile(r"v?\d+\.\d+\.\d+(?:[-+][0-9A-Za-z][0-9A-Za-z.-]*)?")
+
+
+def looks_like_full_version(tag: str) -> bool:
+    """`1.4.2`, `v2.0.1`, `1.4.2-rc.1`: tags that by convention never move."""
+    return _FULL_VERSION.fullmatch(tag) is not None

@@ -1,0 +1,216 @@
+"""Image references in the distribution grammar, and platforms. Pure: text in, values out.
+
+    reference  := name [ ":" tag ] [ "@" digest ]
+    name       := [ domain "/" ] path-component ( "/" path-component )*
+    domain     := host [ ":" port ]          (a DNS name, an IPv4 or a bracketed IPv6 address)
+    path-comp. := [a-z0-9]+ ( ( "." | "_" | "__" | "-"+ ) [a-z0-9]+ )*
+    tag        := [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}
+    digest     := "sha256:" 64 lower-case hex | "sha512:" 128 lower-case hex
+
+As in Docker, the first component is a registry host only when it contains a `.` or a `:`,
+is `localhost`, or has upper case; otherwise the reference is on Docker Hub, where
+single-component names live under `library/`. Docker Hub answers to several names
+(`docker.io`, `index.docker.io`, `registry-1.docker.io`, `registry.hub.docker.com`); all are
+canonicalised to `docker.io`, and its API is served from `registry-1.docker.io`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, replace
+
+from tagwatch.errors import ReferenceError_
+
+__all__ = [
+    "DOCKER_HUB",
+    "ImageRef",
+    "is_loopback",
+    "parse_digest",
+    "parse_platform",
+    "parse_ref",
+    "platform_key",
+]
+
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"
+HUB_ALIASES = frozenset(
+    {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
+)
+MAX_NAME = 255
+
+_PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_HOST = re.compile(
+    rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9A-Fa-f:.]+\])(?::([0-9]+))?\Z"
+)
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
+_DIGEST_HEX = {"sha256": 64, "sha512": 128}
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """A parsed reference. `registry` is canonical (`docker.io` for every Hub alias)."""
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The canonical repository: `docker.io/library/python`."""
+        return f"{self.registry}/{self.repository}"
+
+    @property
+    def api_host(self) -> str:
+        """Where the registry API is served (`registry-1.docker.io` for Docker Hub)."""
+        return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
+
+    def with_tag(self, tag: str) -> ImageRef:
+        return replace(self, tag=tag)
+
+    def without_digest(self) -> ImageRef:
+        return replace(self, digest=None)
+
+    def __str__(self) -> str:
+        text = self.name
+        if self.tag is not None:
+            text += f":{self.tag}"
+        if self.digest is not None:
+            text += f"@{self.digest}"
+        return text
+
+
+def parse_digest(text: str) -> str:
+    """Validate `sha256:<64 hex>` (or sha512); returns it unchanged, raises ReferenceError_."""
+    algorithm, sep, hex_ = text.partition(":")
+    if not sep:
+        raise ReferenceError_(f"bad digest {text!r}: expected sha256:<64 hex digits>")
+    want = _DIGEST_HEX.get(algorithm)
+    if want is None:
+        raise ReferenceError_(
+            f"bad digest {text!r}: unsupported algorithm {algorithm!r} (sha256 or sha512)"
+        )
+    if len(hex_) != want or any(c not in "0123456789abcdef" for c in hex_):
+        raise ReferenceError_(
+            f"bad digest {text!r}: {algorithm} needs {want} lower-case hex digits"
+        )
+    return text
+
+
+def parse_ref(text: str) -> ImageRef:
+    """Parse a reference; raises ReferenceError_ whose message quotes the reference.
+
+    A reference with neither tag nor digest gets the tag `latest`; one with only a digest
+    keeps `tag=None`."""
+    if not isinstance(text, str) or not text.strip():
+        raise ReferenceError_("empty image reference")
+    original = text
+    if text != text.strip():
+        raise ReferenceError_(f"bad image reference {original!r}: surrounding white space")
+
+    def fail(why: str) -> ReferenceError_:
+        return ReferenceError_(f"bad image reference {original!r}: {why}")
+
+    digest: str | None = None
+    if "@" in text:
+        text, _, digest_text = text.partition("@")
+        try:
+            digest = parse_digest(digest_text)
+        except ReferenceError_ as exc:
+            raise fail(str(exc)) from None
+
+    # The tag follows the last ':' after the last '/' (a ':' before it is a port).
+    tag: str | None = None
+    slash = text.rfind("/")
+    colon = text.rfind(":")
+    if colon > slash:
+        text, tag = text[:colon], text[colon + 1 :]
+        if not tag:
+            raise fail("empty tag after ':'")
+        if not _TAG.match(tag):
+            raise fail(
+                f"bad tag {tag!r}: letters, digits, '_', '.' and '-', at most 128, "
+                "not starting with '.' or '-'"
+            )
+
+    if not text:
+        raise fail("no repository name")
+    first, sep, rest = text.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost" or first.lower() != first):
+        if not _HOST.match(first):
+            raise fail(f"bad registry host {first!r}")
+        port = _HOST.match(first)
+        if port and port.group(1) is not None and not 0 < int(port.group(1)) < 65536:
+            raise fail(f"bad port in {first!r}")
+        registry = first.lower()
+        path = rest
+    else:
+        registry = DOCKER_HUB
+        path = text
+    if registry in HUB_ALIASES:
+        registry = DOCKER_HUB
+
+    components = path.split("/")
+    for component in components:
+        if not component:
+            raise fail("empty path component")
+        if not _PATH_COMPONENT.match(component):
+            if component.lower() != component:
+                raise fail(f"repository names must be lower case ({component!r})")
+            raise fail(
+                f"bad path component {component!r}: lower-case letters and digits, "
+                "separated by '.', '_', '__' or '-'"
+            )
+    if registry == DOCKER_HUB and len(components) == 1:
+        path = f"library/{path}"
+    if len(f"{registry}/{path}") > MAX_NAME:
+        raise fail(f"name longer than {MAX_NAME} characters")
+    if tag is None and digest is None:
+        tag = "latest"
+    return ImageRef(registry=registry, repository=path, tag=tag, digest=digest)
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost`, 127.0.0.0/8 and ::1, with or without a port."""
+    name = host
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name[1:]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    if name.lower() == "localhost" or name.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm"}
+_DEFAULT_VARIANT = {"arm": "v7"}
+_DROP_VARIANT = {("arm64", "v8")}
+_PLATFORM_WORD = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
+
+
+def platform_key(os_: str, arch: str, variant: str | None = None) -> str:
+    """Normalised `os/arch[/variant]`, as containerd normalises: arm64/v8 is arm64, arm is
+    arm/v7, x86_64 is amd64."""
+    os_ = os_.lower()
+    arch = _ARCH_ALIASES.get(arch.lower(), arch.lower())
+    variant = variant.lower() if variant else None
+    if variant is None:
+        variant = _DEFAULT_VARIANT.get(arch)
+    if (arch, variant) in _DROP_VARIANT:
+        variant = None
+    return f"{os_}/{arch}/{variant}" if variant else f"{os_}/{arch}"
+
+
+def parse_platform(text: str) -> str:
+    """`linux/arm64/v8` -> `linux/arm64`; ValueError naming the text for anything else."""
+    parts = text.strip().lower().split("/")
+    if not 2 <= len(parts) <= 3 or not all(_PLATFORM_WORD.match(p) for p in parts):
+        raise ValueError(
+            f"bad platform {text!r}: expected os/arch[/variant], e.g. linux/amd64 or linux/arm/v7"
+        )
+    return platform_key(parts[0], parts[1], parts[2] if len(parts) == 3 else None)

@@ -1,0 +1,90 @@
+"""The errors tagwatch raises, and what each means for the user.
+
+Every error carries a message fit to print on one line: it names what is wrong and where
+(file and line, config key, reference or registry host) and never contains a secret.
+
+Our exception hierarchy:
+
+* TagwatchError
+  + ConfigError          -- the configuration is wrong (exit status 2)
+  + ReferenceError_      -- an image reference the grammar refuses (a ConfigError inside config)
+  + RegistryError        -- a check against a registry failed (exit status 1)
+    - AuthError          -- credentials refused, or no access to the repository
+    - NotFound           -- the registry says the tag or digest does not exist
+    - RateLimited        -- 429 Too Many Requests (carries retry_after)
+    - RegistryUnavailable-- connection refused, timeout, reset, 5xx
+    - BadResponse        -- a non-manifest answer: HTML, wrong type, digest mismatch, too big
+  + StoreError           -- the database cannot be read or written
+  + NotifyError          -- an alert could not be delivered
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "BadResponse",
+    "ConfigError",
+    "NotFound",
+    "NotifyError",
+    "RateLimited",
+    "ReferenceError_",
+    "RegistryError",
+    "RegistryUnavailable",
+    "StoreError",
+    "TagwatchError",
+]
+
+
+class TagwatchError(Exception):
+    """Base class: str(error) is a one-line message for the user."""
+
+
+class ConfigError(TagwatchError):
+    """The configuration (file, key or value) is wrong."""
+
+
+class ReferenceError_(TagwatchError):  # noqa: N801 - ReferenceError is a builtin
+    """An image reference that the distribution reference grammar refuses."""
+
+
+class RegistryError(TagwatchError):
+    """A request to a registry failed. `host` is the registry, `reason` a short fixed word
+    (used as a bounded metric label and in `status`)."""
+
+    reason = "error"
+
+    def __init__(self, message: str, *, host: str = "") -> None:
+        super().__init__(message)
+        self.host = host
+
+
+class AuthError(RegistryError):
+    reason = "auth"
+
+
+class NotFound(RegistryError):
+    reason = "not_found"
+
+
+class RateLimited(RegistryError):
+    reason = "rate_limited"
+
+    def __init__(self, message: str, *, host: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message, host=host)
+        self.retry_after = retry_after
+
+
+class RegistryUnavailable(RegistryError):
+    reason = "unavailable"
+
+
+class BadResponse(RegistryError):
+    reason = "bad_response"
+
+
+class StoreError(TagwatchError):
+    """The database cannot be opened, read or written."""
+
+
+class NotifyError(TagwatchError):
+    """An alert could not be delivered."""
