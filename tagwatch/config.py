@@ -1,0 +1,481 @@
+"""Loading the TOML configuration into frozen values, with errors that name file and line.
+
+`load_config(path)` reads and validates everything except secrets; `Secret.read()` reads a
+password or apprise URL only when a command needs it, so `status` and `history` work on a
+host where the secrets are not readable. `check_secrets(config)` reads them all up front so
+that commands that do need them fail early with a configuration error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tagwatch.core.durations import parse_duration
+from tagwatch.core.model import DAY, EventKind, Kind, Target
+from tagwatch.core.refs import ImageRef, parse_platform, parse_ref
+from tagwatch.errors import ConfigError, ReferenceError_
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "Config",
+    "NotifyConfig",
+    "RegistryConfig",
+    "Secret",
+    "Settings",
+    "check_secrets",
+    "default_config_path",
+    "load_config",
+]
+
+DEFAULT_CONFIG = "/etc/tagwatch/config.toml"
+
+
+def default_config_path(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return env.get("TAGWATCH_CONFIG") or DEFAULT_CONFIG
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """Where a secret comes from. `describe()` is safe to print; `read()` is not."""
+
+    where: str  # the config key, for messages: "registry[0].password_env"
+    env: str | None = None
+    file: str | None = None
+    value: str | None = field(default=None, repr=False)
+
+    def describe(self) -> str:
+        if self.env:
+            return f"environment variable {self.env}"
+        if self.file:
+            return f"file {self.file}"
+        return "the configuration"
+
+    def read(self, environ: Mapping[str, str] | None = None) -> str:
+        environ = os.environ if environ is None else environ
+        if self.value is not None:
+            return self.value
+        if self.env:
+            value = environ.get(self.env)
+            if value is None:
+                raise ConfigError(f"{self.where}: environment variable {self.env} is not set")
+            if not value:
+                raise ConfigError(f"{self.where}: environment variable {self.env} is empty")
+            return value
+        assert self.file is not None
+        try:
+            text = Path(self.file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"{self.where}: cannot read {self.file}: {exc.strerror or exc}"
+            ) from None
+        value = text.strip("\r\n")
+        if not value:
+            raise ConfigError(f"{self.where}: {self.file} is empty")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database: str
+    interval: float = 900.0
+    jitter: float = 30.0
+    concurrency: int = 8
+    timeout: float = 10.0
+    first_check_notify: bool = False
+    error_after: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryConfig:
+    host: str  # canonical, as in ImageRef.registry
+    username: str | None = None
+    password: Secret | None = None
+    insecure: bool = False
+    concurrency: int | None = None
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    where: str  # "notify[0]" or its name; safe to print
+    url: Secret
+    tags: tuple[str, ...] = ()
+    events: frozenset[str] | None = None  # None: every event
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: str
+    settings: Settings
+    metrics_listen: str = "127.0.0.1:9479"
+    registries: Mapping[str, RegistryConfig] = field(default_factory=dict)
+    targets: tuple[Target, ...] = ()
+    notify: tuple[NotifyConfig, ...] = ()
+
+    def registry(self, host: str) -> RegistryConfig | None:
+        return self.registries.get(host)
+
+
+# --- locating keys in the file, for messages that name the line ---------------------------
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(?:#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
+
+
+class _Locator:
+    """Finds the line of `table[index].key` in the TOML text (best effort)."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+
+    def line(self, table: str | None, index: int | None = None, key: str | None = None) -> int:
+        seen = -1
+        current: tuple[str, int] | None = ("", 0) if table is None else None
+        found_table = 0
+        for number, raw in enumerate(self.lines, start=1):
+            header = _HEADER.match(raw)
+            if header:
+                name = header.group(2).strip().strip("\"'")
+                if name == table:
+                    seen += 1
+                    if index is None or seen == index:
+                        current = (name, number)
+                        found_table = number
+                        if key is None:
+                            return number
+                        continue
+                current = None
+                continue
+            if current is not None and key is not None:
+                match = _KEY.match(raw)
+                if match and match.group(1) == key:
+                    return number
+        return found_table
+
+
+class _Reader:
+    def __init__(self, path: str, text: str) -> None:
+        self.path = path
+        self.locator = _Locator(text)
+
+    def fail(
+        self, message: str, table: str | None, index: int | None, key: str | None
+    ) -> ConfigError:
+        where = table or ""
+        if index is not None:
+            where += f"[{index}]"
+        if key:
+            where = f"{where}.{key}" if where else key
+        line = self.locator.line(table, index, key)
+        prefix = f"{self.path}:{line}: " if line else f"{self.path}: "
+        return ConfigError(f"{prefix}{where}: {message}" if where else f"{prefix}{message}")
+
+
+class _Table:
+    """One TOML table with typed getters; every key must be read, or it is unknown."""
+
+    def __init__(
+        self, reader: _Reader, data: Any, table: str | None, index: int | None = None
+    ) -> None:
+        self.reader, self.table, self.index = reader, table, index
+        if not isinstance(data, dict):
+            raise reader.fail("must be a table", table, index, None)
+        self.data: dict[str, Any] = data
+        self.known: list[str] = []
+
+    def fail(self, key: str | None, message: str) -> ConfigError:
+        return self.reader.fail(message, self.table, self.index, key)
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        self.known.append(key)
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        # bool is an int in Python; refuse `concurrency = true`.
+        if isinstance(value, bool) and kind in (int, float, (int, float)):
+            raise self.fail(key, f"must be a number, not {value!r}")
+        if not isinstance(value, kind):
+            names = (
+                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            )
+            expected = {
+                "str": "a string",
+                "bool": "true or false",
+                "int": "a whole number",
+                "list": "a list",
+            }.get(names, names)
+            raise self.fail(key, f"must be {expected}, not {value!r}")
+        return value
+
+    def string(self, key: str, default: str | None = None, *, empty_ok: bool = False) -> Any:
+        value = self.get(key, str, default)
+        if value is not None and not value.strip() and not empty_ok:
+            raise self.fail(key, "must not be empty")
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.get(key, list, [])
+        for item in value:
+            if not isinstance(item, str) or not item.strip():
+                raise self.fail(key, f"must be a list of non-empty strings, not {value!r}")
+        return tuple(value)
+
+    def duration(self, key: str, default: float) -> float:
+        value = self.get(key, (str, int), None)
+        if value is None:
+            return default
+        if isinstance(value, int):
+            raise self.fail(key, f'bad duration {value!r}: write it with a unit, e.g. "{value}s"')
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise self.fail(key, str(exc)) from None
+
+    def integer(self, key: str, default: int | None, minimum: int = 1) -> Any:
+        value = self.get(key, int, default)
+        if value is not None and value < minimum:
+            raise self.fail(key, f"must be at least {minimum}, not {value}")
+        return value
+
+    def finish(self) -> None:
+        for key in self.data:
+            if key not in self.known:
+                allowed = ", ".join(self.known)
+                raise self.fail(key, f"unknown key '{key}' (known keys: {allowed})")
+
+
+def _expand(table: _Table, key: str, value: str | None, env: Mapping[str, str]) -> str | None:
+    """Expand ${VAR} in paths, e.g. "${CREDENTIALS_DIRECTORY}/ghcr" under systemd."""
+    if value is None:
+        return None
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise table.fail(key, f"environment variable {name} is not set (in {value!r})")
+        return env[name]
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", sub, value)
+
+
+def _secret(
+    table: _Table, where: str, prefix: str, env: Mapping[str, str], literal_key: str | None = None
+) -> Secret | None:
+    literal = table.string(literal_key) if literal_key else None
+    from_env = table.string(f"{prefix}_env")
+    from_file = _expand(table, f"{prefix}_file", table.string(f"{prefix}_file"), env)
+    given = [
+        k
+        for k, v in (
+            (literal_key, literal),
+            (f"{prefix}_env", from_env),
+            (f"{prefix}_file", from_file),
+        )
+        if v is not None
+    ]
+    if len(given) > 1:
+        raise table.fail(given[1], f"give only one of {', '.join(str(g) for g in given)}")
+    if not given:
+        return None
+    line = table.reader.locator.line(table.table, table.index, given[0])
+    return Secret(
+        where=f"{table.reader.path}:{line}: {where}.{given[0]}",
+        env=from_env,
+        file=from_file,
+        value=literal,
+    )
+
+
+def _ref(table: _Table, key: str) -> ImageRef:
+    text = table.string(key)
+    if text is None:
+        raise table.fail(key, "is required")
+    try:
+        return parse_ref(text)
+    except ReferenceError_ as exc:
+        raise table.fail(key, str(exc)) from None
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the configuration. Raises ConfigError with a one-line message."""
+    env = os.environ if env is None else env
+    shown = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot read configuration: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{shown}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        match = re.search(r"\(at line (\d+), column (\d+)\)", message)
+        if match:
+            message = message[: match.start()].strip()
+            raise ConfigError(f"{shown}:{match.group(1)}: TOML syntax: {message}") from None
+        raise ConfigError(f"{shown}: TOML syntax: {message}") from None
+
+    reader = _Reader(shown, text)
+    root = _Table(reader, data, None)
+
+    main = _Table(reader, root.get("tagwatch", dict, {}), "tagwatch")
+    state_dir = env.get("STATE_DIRECTORY", "").split(":")[0]
+    default_db = os.path.join(state_dir, "tagwatch.db") if state_dir else "tagwatch.db"
+    settings = Settings(
+        database=_expand(main, "database", main.string("database", default_db), env) or default_db,
+        interval=main.duration("interval", 900.0),
+        jitter=main.duration("jitter", 30.0),
+        concurrency=main.integer("concurrency", 8),
+        timeout=main.duration("timeout", 10.0),
+        first_check_notify=main.get("first_check_notify", bool, False),
+        error_after=main.integer("error_after", 3),
+    )
+    if settings.interval <= 0:
+        raise main.fail("interval", "must be longer than 0s")
+    if settings.timeout <= 0:
+        raise main.fail("timeout", "must be longer than 0s")
+    main.finish()
+
+    metrics = _Table(reader, root.get("metrics", dict, {}), "metrics")
+    listen = metrics.string("listen", "127.0.0.1:9479", empty_ok=True)
+    if listen and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]*):\d{1,5}", listen):
+        raise metrics.fail(
+            "listen", f'must be host:port (e.g. 127.0.0.1:9479) or "", not {listen!r}'
+        )
+    metrics.finish()
+
+    registries: dict[str, RegistryConfig] = {}
+    for i, item in enumerate(root.get("registry", list, [])):
+        table = _Table(reader, item, "registry", i)
+        host_text = table.string("host")
+        if host_text is None:
+            raise table.fail("host", 'is required (e.g. host = "ghcr.io")')
+        try:
+            host = parse_ref(f"{host_text.strip().rstrip('/')}/x").registry
+        except ReferenceError_:
+            raise table.fail("host", f"bad registry host {host_text!r}") from None
+        if host in registries:
+            raise table.fail("host", f"registry {host} is configured twice")
+        username = table.string("username")
+        password = _secret(table, f"registry[{i}]", "password", env)
+        if (username is None) != (password is None):
+            raise table.fail(
+                "username" if username is None else "password_env",
+                "username and password_env/password_file go together",
+            )
+        ca_file = _expand(table, "ca_file", table.string("ca_file"), env)
+        registries[host] = RegistryConfig(
+            host=host,
+            username=username,
+            password=password,
+            insecure=table.get("insecure", bool, False),
+            concurrency=table.integer("concurrency", None),
+            ca_file=ca_file,
+        )
+        table.finish()
+
+    targets: list[Target] = []
+    seen: dict[str, str] = {}
+    for kind in (Kind.WATCH, Kind.PIN):
+        for i, item in enumerate(root.get(kind.value, list, [])):
+            table = _Table(reader, item, kind.value, i)
+            ref = _ref(table, "image")
+            if kind is Kind.WATCH and ref.digest is not None:
+                raise table.fail(
+                    "image",
+                    f"a watch follows a tag; {ref} carries a digest: remove '@{ref.digest}' "
+                    "or make it a [[pin]]",
+                )
+            if kind is Kind.PIN and (ref.digest is None or ref.tag is None):
+                missing = "digest" if ref.digest is None else "tag"
+                raise table.fail(
+                    "image",
+                    f"a pin needs a tag and a digest, e.g. python:3.12-slim@sha256:…; "
+                    f"{table.data.get('image')!r} has no {missing}",
+                )
+            if ref.tag is None:
+                ref = ref.with_tag("latest")
+            platforms: list[str] = []
+            for text in table.strings("platforms"):
+                try:
+                    platforms.append(parse_platform(text))
+                except ValueError as exc:
+                    raise table.fail("platforms", str(exc)) from None
+            target = Target(
+                kind=kind,
+                ref=ref,
+                platforms=tuple(platforms),
+                notify=table.strings("notify"),
+                max_age=table.duration("max_age", 7 * DAY) if kind is Kind.PIN else 7 * DAY,
+                renotify=table.duration("renotify", DAY) if kind is Kind.PIN else DAY,
+                source=table.string("source") if kind is Kind.PIN else None,
+                mutable=table.get("mutable", bool, False),
+            )
+            where = f"{kind.value}[{i}]"
+            if target.key in seen:
+                raise table.fail(
+                    "image", f"{target.display} is already listed as {seen[target.key]}"
+                )
+            seen[target.key] = where
+            targets.append(target)
+            table.finish()
+
+    notify: list[NotifyConfig] = []
+    known_events = {e.value for e in EventKind if e is not EventKind.TEST}
+    names: set[str] = set()
+    for i, item in enumerate(root.get("notify", list, [])):
+        table = _Table(reader, item, "notify", i)
+        name = table.string("name")
+        url = _secret(table, f"notify[{i}]", "url", env, literal_key="url")
+        if url is None:
+            raise table.fail("url", "is required (an apprise URL, or url_env / url_file)")
+        events = table.strings("events")
+        for e in events:
+            if e not in known_events:
+                raise table.fail(
+                    "events", f"unknown event '{e}' (events: {', '.join(sorted(known_events))})"
+                )
+        if name is not None:
+            if name in names:
+                raise table.fail("name", f"name '{name}' is used twice")
+            names.add(name)
+        notify.append(
+            NotifyConfig(
+                where=name or f"notify[{i}]",
+                url=url,
+                tags=table.strings("tags"),
+                events=frozenset(events) if events else None,
+                name=name,
+            )
+        )
+        table.finish()
+
+    root.finish()
+    return Config(
+        path=shown,
+        settings=settings,
+        metrics_listen=listen,
+        registries=registries,
+        targets=tuple(targets),
+        notify=tuple(notify),
+    )
+
+
+def check_secrets(config: Config, env: Mapping[str, str] | None = None) -> None:
+    """Read every secret once, so a missing one is a configuration error up front."""
+    for registry in config.registries.values():
+        if registry.password is not None:
+            registry.password.read(env)
+    for target in config.notify:
+        target.url.read(env)
