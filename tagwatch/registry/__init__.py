@@ -1,0 +1,1 @@
+"""The registry edge: HTTP client, authentication and credentials."""

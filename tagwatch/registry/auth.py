@@ -1,0 +1,257 @@
+"""Registry authentication as an `httpx.Auth` flow: anonymous, HTTP basic, and bearer tokens
+obtained through the `WWW-Authenticate` challenge.
+
+One `RegistryAuth` serves one registry host for the life of the process (the daemon keeps it
+across cycles), and is shared by the worker threads of a cycle:
+
+* The first request to a host learns its scheme (none, basic or bearer) while the other
+  threads wait, so a cycle over 500 tags does not start with 500 unauthenticated requests.
+* Bearer tokens are cached per repository scope (`repository:<name>:pull`) until shortly
+  before they expire, and fetched once per scope even when many threads need one at once:
+  one token request per repository, not per tag.
+* A 401 with a cached token (expired or revoked early) refreshes it once; a second 401 is
+  final and handed back to the client, which turns it into an `AuthError`.
+* Credentials go to the registry itself and to its token realm, never elsewhere: httpx drops
+  `Authorization` on redirects to another origin, and a realm that would downgrade an https
+  registry to plain http is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+import httpx
+
+from tagwatch.core.challenge import Challenge, parse_www_authenticate
+from tagwatch.errors import AuthError
+from tagwatch.registry.dockercreds import Credentials
+
+__all__ = ["RegistryAuth", "repository_of"]
+
+MIN_TOKEN_LIFE = 60.0  # the token spec's default and floor for expires_in
+RENEW_BEFORE = 10.0  # renew this long before a token expires
+
+
+def repository_of(path: str) -> str | None:
+    """`/v2/library/python/manifests/3.12` -> `library/python` (None for `/v2/`)."""
+    if not path.startswith("/v2/"):
+        return None
+    rest = path[4:]
+    for marker in ("/manifests/", "/blobs/", "/tags/list", "/referrers/"):
+        cut = rest.rfind(marker)
+        if cut > 0:
+            return rest[:cut]
+    return None
+
+
+@dataclass(slots=True)
+class _Token:
+    value: str
+    expires: float  # monotonic
+
+
+def _basic(username: str, password: str) -> str:
+    raw = f"{username}:{password}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+class RegistryAuth(httpx.Auth):
+    """The 401-challenge → token → retry dance for one registry host."""
+
+    requires_request_body = False
+    requires_response_body = False  # token bodies are read explicitly; manifests are streamed
+
+    def __init__(
+        self,
+        host: str,
+        credentials: Credentials | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.host = host
+        self.credentials = credentials
+        self._clock = clock
+        self._scheme: str | None = None  # None until learned: "none" | "basic" | "bearer"
+        self._bearer: dict[str, str] = {}
+        self._tokens: dict[str, _Token] = {}
+        self._lock = threading.Lock()
+        self._probe = threading.Lock()
+        self._scope_locks: dict[str, threading.Lock] = {}
+        self.token_requests = 0
+
+    # --- the flow -------------------------------------------------------------------------
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        # Sync only: the flow blocks on locks while another thread fetches a token.
+        return self.auth_flow(request)
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        scope = self._scope(request)
+        if self._scheme is None:
+            with self._probe:
+                if self._scheme is None:
+                    response = yield request
+                    if response.status_code != 401:
+                        self._scheme = "none"
+                        return
+                    yield from self._answer_challenge(request, response, scope, used=None)
+                    return
+        used = yield from self._authorize(request, scope)
+        response = yield request
+        if response.status_code == 401:
+            yield from self._answer_challenge(request, response, scope, used=used)
+
+    def _answer_challenge(
+        self,
+        request: httpx.Request,
+        response: httpx.Response,
+        scope: str | None,
+        used: str | None,
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        challenges = parse_www_authenticate(response.headers.get_list("www-authenticate"))
+        if not self._learn(challenges, scope):
+            return  # no challenge we can answer: the 401 stands
+        if used is not None and scope is not None:
+            with self._lock:  # drop the token that was refused, unless already replaced
+                token = self._tokens.get(scope)
+                if token is not None and token.value == used:
+                    del self._tokens[scope]
+        yield from self._authorize(request, scope)
+        yield request  # retried once; a second 401 is final
+
+    def _learn(self, challenges: list[Challenge], scope: str | None) -> bool:
+        for challenge in challenges:
+            if challenge.scheme == "bearer" and challenge.params.get("realm"):
+                self._bearer = dict(challenge.params)
+                self._scheme = "bearer"
+                return True
+        for challenge in challenges:
+            if challenge.scheme == "basic":
+                self._scheme = "basic"
+                return self.credentials is not None  # without credentials the 401 stands
+        return False
+
+    def _authorize(
+        self, request: httpx.Request, scope: str | None
+    ) -> Generator[httpx.Request, httpx.Response, str | None]:
+        """Set Authorization for the learned scheme; returns the bearer token used."""
+        if self._scheme == "basic" and self.credentials is not None:
+            request.headers["Authorization"] = _basic(
+                self.credentials.username, self.credentials.password
+            )
+            return None
+        if self._scheme != "bearer":
+            return None
+        if self.credentials is not None and self.credentials.registry_token:
+            request.headers["Authorization"] = f"Bearer {self.credentials.registry_token}"
+            return self.credentials.registry_token
+        key = scope or ""
+        token = self._cached(key)
+        if token is None:
+            with self._lock:
+                lock = self._scope_locks.setdefault(key, threading.Lock())
+            with lock:  # one token request per scope, however many threads need it
+                token = self._cached(key)
+                if token is None:
+                    token = yield from self._fetch_token(request, scope)
+        request.headers["Authorization"] = f"Bearer {token}"
+        return token
+
+    def _cached(self, key: str) -> str | None:
+        with self._lock:
+            token = self._tokens.get(key)
+            if token is not None and token.expires > self._clock():
+                return token.value
+        return None
+
+    # --- the token request ----------------------------------------------------------------
+
+    def _realm(self, request: httpx.Request) -> httpx.URL:
+        realm = request.url.join(self._bearer["realm"])
+        if realm.scheme not in ("http", "https"):
+            raise AuthError(
+                f"{self.host}: token realm {realm} is not an http(s) URL", host=self.host
+            )
+        if request.url.scheme == "https" and realm.scheme == "http":
+            raise AuthError(
+                f"{self.host}: refusing token realm {realm.copy_with(query=None)}: it would send "
+                "credentials over plain http",
+                host=self.host,
+            )
+        return realm
+
+    def _fetch_token(
+        self, request: httpx.Request, scope: str | None
+    ) -> Generator[httpx.Request, httpx.Response, str]:
+        realm = self._realm(request)
+        service = self._bearer.get("service")
+        # A scope from the challenge is used when the request has no repository (e.g. /v2/).
+        scopes = [scope] if scope else [s for s in self._bearer.get("scope", "").split(" ") if s]
+        creds = self.credentials
+        headers = {"Accept": "application/json"}
+        if creds is not None and creds.identity_token:
+            # An identity (refresh) token is exchanged with the OAuth2 POST form.
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": creds.identity_token,
+                "client_id": "tagwatch",
+            }
+            if service:
+                form["service"] = service
+            if scopes:
+                form["scope"] = " ".join(scopes)
+            token_request = httpx.Request("POST", realm, data=form, headers=headers)
+        else:
+            params: list[tuple[str, str | int | float | bool | None]] = []
+            if service:
+                params.append(("service", service))
+            params.extend(("scope", s) for s in scopes)
+            if creds is not None:
+                params.append(("account", creds.username))
+                headers["Authorization"] = _basic(creds.username, creds.password)
+            token_request = httpx.Request("GET", realm.copy_merge_params(params), headers=headers)
+        self.token_requests += 1
+        started = self._clock()
+        response = yield token_request
+        response.read()
+        who = f"user '{creds.username}'" if creds is not None else "anonymous access"
+        if response.status_code in (401, 403):
+            raise AuthError(
+                f"{self.host}: the token service at {realm.host} refused {who} "
+                f"(HTTP {response.status_code}): check the username and password",
+                host=self.host,
+            )
+        if response.status_code != 200:
+            raise AuthError(
+                f"{self.host}: the token service at {realm.host} answered HTTP "
+                f"{response.status_code}",
+                host=self.host,
+            )
+        try:
+            body = json.loads(response.content)
+            value = body.get("token") or body.get("access_token")
+            expires_in = float(body.get("expires_in") or MIN_TOKEN_LIFE)
+        except (ValueError, AttributeError, TypeError):
+            value, expires_in = None, MIN_TOKEN_LIFE
+        if not isinstance(value, str) or not value:
+            raise AuthError(
+                f"{self.host}: the token service at {realm.host} sent no token", host=self.host
+            )
+        # The issued_at field is ignored on purpose: the local clock at the start of the
+        # exchange is the safe origin (it is never later than the server's issue time).
+        life = max(expires_in, MIN_TOKEN_LIFE)
+        with self._lock:
+            self._tokens[scope or ""] = _Token(value, started + life - RENEW_BEFORE)
+        return value
+
+    @staticmethod
+    def _scope(request: httpx.Request) -> str | None:
+        repository = repository_of(request.url.path)
+        return f"repository:{repository}:pull" if repository else None
