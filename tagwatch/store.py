@@ -1,0 +1,505 @@
+"""The SQLite store: every digest a tag has had, the state of each watch and pin, and the
+events with their deliveries (an outbox: an event is written before it is sent, and marked
+sent after).
+
+The database grows with changes, not with checks: a check that changes nothing updates the
+tag's `checked_at` in place and adds no row. A stretch (one row of `stretches`) is a span of
+time during which the tag pointed at one digest; the open stretch (last_seen NULL) ends at
+the tag's `checked_at`.
+
+Use a Store from one thread only (sqlite3's check_same_thread); the cycle does all its
+database work on its own thread and only the HTTP on worker threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlite_utils import Database, Migrations
+
+from tagwatch.core.model import (
+    Event,
+    EventKind,
+    Failed,
+    Missing,
+    Observation,
+    Resolved,
+    State,
+    Stretch,
+    TagView,
+    TargetView,
+)
+from tagwatch.errors import StoreError
+
+__all__ = ["Delivery", "Store", "format_time", "parse_time"]
+
+TagKey = tuple[str, str, str]
+
+migrations = Migrations("tagwatch")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.table("tags").create(
+        {
+            "id": int,
+            "registry": str,
+            "repository": str,
+            "tag": str,
+            "digest": str,
+            "media_type": str,
+            "platforms": str,  # JSON object: platform -> image digest
+            "present": int,
+            "first_seen": str,
+            "changed_at": str,
+            "checked_at": str,  # last successful check
+            "error": str,
+        },
+        pk="id",
+        not_null={"registry", "repository", "tag", "present"},
+    )
+    db.table("tags").create_index(["registry", "repository", "tag"], unique=True)
+    db.table("stretches").create(
+        {
+            "id": int,
+            "tag_id": int,
+            "digest": str,
+            "media_type": str,
+            "platforms": str,
+            "first_seen": str,
+            "last_seen": str,  # NULL while current
+        },
+        pk="id",
+        foreign_keys=[("tag_id", "tags", "id")],
+        not_null={"tag_id", "digest", "first_seen"},
+    )
+    db.table("stretches").create_index(["tag_id", "id"])
+    db.table("targets").create(
+        {
+            "key": str,
+            "kind": str,
+            "tag_id": int,
+            "pinned": str,
+            "state": str,
+            "fail_count": int,
+            "error_alerted": int,
+            "behind_since": str,
+            "behind_evidence": str,
+            "stale_alerted_at": str,
+            "pin_missing": int,
+            "changes": int,
+        },
+        pk="key",
+        foreign_keys=[("tag_id", "tags", "id")],
+    )
+    db.table("events").create(
+        {
+            "id": int,
+            "at": str,
+            "kind": str,
+            "target": str,
+            "image": str,
+            "tag": str,
+            "pinned": str,
+            "old_digest": str,
+            "new_digest": str,
+            "platforms_changed": str,  # JSON list
+            "details": str,  # JSON object
+        },
+        pk="id",
+    )
+    db.table("events").create_index(["target", "id"])
+    db.table("deliveries").create(
+        {
+            "event_id": int,
+            "notify_id": str,  # HMAC of the apprise URL: stable, reveals nothing
+            "notify_name": str,  # safe to print: the target's name or notify[N]
+            "state": str,  # pending | sent | held
+            "attempts": int,
+            "last_attempt_at": str,
+            "sent_at": str,
+            "error": str,
+        },
+        pk=("event_id", "notify_id"),
+        foreign_keys=[("event_id", "events", "id")],
+    )
+    db.table("deliveries").create_index(["state"])
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+
+
+def format_time(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    event_id: int
+    notify_id: str
+    notify_name: str
+    attempts: int
+    event: Event
+
+
+class Store:
+    """The tagwatch database. Opening applies pending migrations."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            if path != ":memory:":
+                directory = os.path.dirname(os.path.abspath(path))
+                os.makedirs(directory, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=10.0)
+            self.db = Database(conn)
+            self.db.execute("PRAGMA busy_timeout = 10000")
+            if path != ":memory:":
+                self.db.enable_wal()
+                # WAL's file otherwise stays at its high-water mark after a checkpoint.
+                self.db.execute("PRAGMA journal_size_limit = 1048576")
+            self.db.execute("PRAGMA foreign_keys = ON")
+            migrations.apply(self.db)
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {path}: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"database {path}: {exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self.path}: {doing}: {exc}") from None
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def tag_views(self) -> dict[TagKey, TagView]:
+        with self._errors("reading tags"):
+            rows = self.db.execute(
+                "SELECT registry, repository, tag, digest, platforms, present, first_seen FROM tags"
+            ).fetchall()
+        return {
+            (r[0], r[1], r[2]): TagView(
+                digest=r[3],
+                platforms=json.loads(r[4]) if r[4] else {},
+                present=bool(r[5]),
+                first_seen=parse_time(r[6]),
+            )
+            for r in rows
+        }
+
+    def target_views(self) -> dict[str, TargetView]:
+        with self._errors("reading targets"):
+            rows = self.db.execute(
+                "SELECT key, state, fail_count, error_alerted, behind_since, behind_evidence, "
+                "stale_alerted_at, pin_missing, changes FROM targets"
+            ).fetchall()
+        return {r[0]: self._target_view(r[1:]) for r in rows}
+
+    @staticmethod
+    def _target_view(r: Sequence[Any]) -> TargetView:
+        return TargetView(
+            state=State(r[0]) if r[0] else None,
+            fail_count=r[1] or 0,
+            error_alerted=bool(r[2]),
+            behind_since=parse_time(r[3]),
+            behind_evidence=r[4],
+            stale_alerted_at=parse_time(r[5]),
+            pin_missing=bool(r[6]),
+            changes=r[7] or 0,
+        )
+
+    def history(self, key: TagKey) -> list[Stretch]:
+        """Every stretch of the tag, newest first; the current one ends at its last check."""
+        with self._errors("reading history"):
+            rows = self.db.execute(
+                "SELECT s.digest, s.platforms, s.first_seen, COALESCE(s.last_seen, t.checked_at,"
+                " s.first_seen) FROM stretches s JOIN tags t ON t.id = s.tag_id "
+                "WHERE t.registry = ? AND t.repository = ? AND t.tag = ? ORDER BY s.id DESC",
+                key,
+            ).fetchall()
+        return [
+            Stretch(
+                digest=r[0],
+                platforms=json.loads(r[1]) if r[1] else {},
+                first_seen=parse_time(r[2]) or datetime.min.replace(tzinfo=UTC),
+                last_seen=parse_time(r[3]) or datetime.min.replace(tzinfo=UTC),
+            )
+            for r in rows
+        ]
+
+    def status_rows(self) -> list[dict[str, Any]]:
+        """Everything `status` shows, per target key."""
+        with self._errors("reading status"):
+            cursor = self.db.execute(
+                "SELECT g.key, g.kind, g.pinned, g.state, g.behind_since, g.behind_evidence, "
+                "g.fail_count, g.changes, g.pin_missing, t.registry, t.repository, t.tag, "
+                "t.digest, t.platforms, t.changed_at, t.checked_at, t.error, t.present, "
+                "t.first_seen FROM targets g JOIN tags t ON t.id = g.tag_id ORDER BY g.key"
+            )
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def last_cycle(self) -> datetime | None:
+        with self._errors("reading meta"):
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'last_cycle'").fetchone()
+        return parse_time(row[0]) if row else None
+
+    # --- recording -------------------------------------------------------------------------
+
+    def record(
+        self,
+        now: datetime,
+        observations: Mapping[TagKey, Observation],
+        targets: Mapping[str, tuple[TagKey, str, str | None, TargetView, TargetView]],
+        events: Sequence[Event],
+        routes: Mapping[int, Sequence[tuple[str, str]]] | None = None,
+        hold: bool = False,
+    ) -> list[int]:
+        """Record one cycle in one transaction; returns the new events' ids.
+
+        `targets`: key -> (tag key, kind, pinned, state before, state after); a target
+        whose state did not change is not written. `routes`: event index -> the
+        (notify_id, notify_name) pairs it goes to; `hold` records them as held, not pending.
+        """
+        stamp = format_time(now)
+        with self._errors("recording a check"), self.db.atomic():
+            tag_ids = self._tag_ids()
+            same: list[tuple[str | None, int]] = []
+            for key, obs in observations.items():
+                tag_id = tag_ids.get(key)
+                if tag_id is None:
+                    tag_id = self._insert_tag(key, stamp)
+                    tag_ids[key] = tag_id
+                if not self._record_observation(tag_id, obs, stamp):
+                    same.append((stamp, tag_id))
+            if same:  # the common case: one in-place update per unchanged tag, no new row
+                self.db.conn.executemany("UPDATE tags SET checked_at = ? WHERE id = ?", same)
+            for target_key, (tag_key, kind, pinned, before, after) in targets.items():
+                if before == after and before.state is not None:
+                    continue
+                row = {
+                    "key": target_key,
+                    "kind": kind,
+                    "tag_id": tag_ids[tag_key],
+                    "pinned": pinned,
+                }
+                row.update(self._target_row(after))
+                self.db.table("targets").upsert(row, pk="key")
+            ids: list[int] = []
+            for index, event in enumerate(events):
+                event_id = self._insert_event(event)
+                ids.append(event_id)
+                for notify_id, name in (routes or {}).get(index, ()):
+                    self.db.table("deliveries").insert(
+                        {
+                            "event_id": event_id,
+                            "notify_id": notify_id,
+                            "notify_name": name,
+                            "state": "held" if hold else "pending",
+                            "attempts": 0,
+                        }
+                    )
+            self.db.execute(
+                "INSERT INTO meta(key, value) VALUES('last_cycle', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [stamp],
+            )
+        return ids
+
+    def _tag_ids(self) -> dict[TagKey, int]:
+        rows = self.db.execute("SELECT registry, repository, tag, id FROM tags").fetchall()
+        return {(r[0], r[1], r[2]): r[3] for r in rows}
+
+    def _insert_tag(self, key: TagKey, stamp: str | None) -> int:
+        cursor = self.db.execute(
+            "INSERT INTO tags(registry, repository, tag, present, first_seen) VALUES(?,?,?,0,?)",
+            [*key, stamp],
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def _record_observation(self, tag_id: int, obs: Observation, stamp: str | None) -> bool:
+        """Write what changed for one tag. False when only checked_at needs updating."""
+        row = self.db.execute(
+            "SELECT digest, present, checked_at, error, platforms FROM tags WHERE id = ?",
+            [tag_id],
+        ).fetchone()
+        digest, present, checked_at, error, platforms = row
+        if isinstance(obs, Failed):
+            if error != obs.message:
+                self.db.execute("UPDATE tags SET error = ? WHERE id = ?", [obs.message, tag_id])
+            return True
+        if isinstance(obs, Missing):
+            if present:
+                self._close_stretch(tag_id, checked_at or stamp)
+            if present or error is not None:
+                self.db.execute(
+                    "UPDATE tags SET present = 0, error = NULL, checked_at = ? WHERE id = ?",
+                    [stamp, tag_id],
+                )
+                return True
+            return False
+        assert isinstance(obs, Resolved)
+        new_platforms = _json(dict(obs.platforms))
+        if present and digest == obs.digest:
+            if error is not None or platforms != new_platforms:
+                self.db.execute(
+                    "UPDATE tags SET error = NULL, platforms = ?, checked_at = ? WHERE id = ?",
+                    [new_platforms, stamp, tag_id],
+                )
+                return True
+            return False
+        if present:
+            self._close_stretch(tag_id, checked_at or stamp)
+        self.db.execute(
+            "INSERT INTO stretches(tag_id, digest, media_type, platforms, first_seen) "
+            "VALUES(?,?,?,?,?)",
+            [tag_id, obs.digest, obs.media_type, new_platforms, stamp],
+        )
+        self.db.execute(
+            "UPDATE tags SET digest = ?, media_type = ?, platforms = ?, present = 1, "
+            "changed_at = ?, checked_at = ?, error = NULL WHERE id = ?",
+            [obs.digest, obs.media_type, new_platforms, stamp, stamp, tag_id],
+        )
+        return True
+
+    def _close_stretch(self, tag_id: int, last_seen: str | None) -> None:
+        self.db.execute(
+            "UPDATE stretches SET last_seen = ? WHERE tag_id = ? AND last_seen IS NULL",
+            [last_seen, tag_id],
+        )
+
+    @staticmethod
+    def _target_row(view: TargetView) -> dict[str, Any]:
+        return {
+            "state": view.state.value if view.state else None,
+            "fail_count": view.fail_count,
+            "error_alerted": int(view.error_alerted),
+            "behind_since": format_time(view.behind_since),
+            "behind_evidence": view.behind_evidence,
+            "stale_alerted_at": format_time(view.stale_alerted_at),
+            "pin_missing": int(view.pin_missing),
+            "changes": view.changes,
+        }
+
+    def _insert_event(self, event: Event) -> int:
+        cursor = self.db.execute(
+            "INSERT INTO events(at, kind, target, image, tag, pinned, old_digest, new_digest, "
+            "platforms_changed, details) VALUES(?,?,?,?,?,?,?,?,?,?)",
+            [
+                format_time(event.at),
+                event.kind.value,
+                event.target,
+                event.image,
+                event.tag,
+                event.pinned,
+                event.old_digest,
+                event.new_digest,
+                _json(list(event.platforms_changed)),
+                _json(dict(event.details)),
+            ],
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    # --- the outbox ------------------------------------------------------------------------
+
+    def notify_id(self, url: str) -> str:
+        """A stable id for an apprise URL that reveals nothing about it (keyed HMAC)."""
+        with self._errors("reading meta"):
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'notify_salt'").fetchone()
+            if row is None:
+                salt = secrets.token_hex(16)
+                with self.db.atomic():
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO meta(key, value) VALUES('notify_salt', ?)", [salt]
+                    )
+                row = self.db.execute("SELECT value FROM meta WHERE key = 'notify_salt'").fetchone()
+        return hmac.new(row[0].encode(), url.encode(), hashlib.sha256).hexdigest()[:20]
+
+    def pending(self, notify_ids: Iterable[str]) -> list[Delivery]:
+        ids = list(notify_ids)
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        with self._errors("reading deliveries"):
+            rows = self.db.execute(
+                "SELECT d.event_id, d.notify_id, d.notify_name, d.attempts, e.at, e.kind, "
+                "e.target, e.image, e.tag, e.pinned, e.old_digest, e.new_digest, "
+                "e.platforms_changed, e.details FROM deliveries d JOIN events e "
+                f"ON e.id = d.event_id WHERE d.state = 'pending' AND d.notify_id IN ({marks}) "
+                "ORDER BY d.event_id, d.notify_id",
+                ids,
+            ).fetchall()
+        return [Delivery(r[0], r[1], r[2], r[3], self._event(r[4:])) for r in rows]
+
+    @staticmethod
+    def _event(r: Sequence[Any]) -> Event:
+        return Event(
+            kind=EventKind(r[1]),
+            target=r[2],
+            image=r[3],
+            tag=r[4],
+            at=parse_time(r[0]) or datetime.min.replace(tzinfo=UTC),
+            pinned=r[5],
+            old_digest=r[6],
+            new_digest=r[7],
+            platforms_changed=tuple(json.loads(r[8] or "[]")),
+            details=json.loads(r[9] or "{}"),
+        )
+
+    def delivered(self, delivery: Delivery, now: datetime) -> None:
+        with self._errors("marking a delivery"), self.db.atomic():
+            self.db.execute(
+                "UPDATE deliveries SET state = 'sent', sent_at = ?, last_attempt_at = ?, "
+                "attempts = attempts + 1, error = NULL WHERE event_id = ? AND notify_id = ?",
+                [format_time(now), format_time(now), delivery.event_id, delivery.notify_id],
+            )
+
+    def failed(self, delivery: Delivery, now: datetime, error: str) -> None:
+        with self._errors("marking a delivery"), self.db.atomic():
+            self.db.execute(
+                "UPDATE deliveries SET last_attempt_at = ?, attempts = attempts + 1, error = ? "
+                "WHERE event_id = ? AND notify_id = ?",
+                [format_time(now), error, delivery.event_id, delivery.notify_id],
+            )
+
+    def events(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self._errors("reading events"):
+            cursor = self.db.execute(
+                "SELECT id, at, kind, target, image, tag, pinned, old_digest, new_digest, "
+                "platforms_changed, details FROM events ORDER BY id DESC LIMIT ?",
+                [limit],
+            )
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def view_dict(view: TargetView) -> dict[str, Any]:
+    """A TargetView as plain data (for debugging and tests)."""
+    return asdict(view)

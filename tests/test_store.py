@@ -1,0 +1,161 @@
+"""The store: stretches, in-place updates, the outbox, migrations and WAL."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from tagwatch.core.model import (
+    Event,
+    EventKind,
+    Failed,
+    Missing,
+    Resolved,
+    State,
+    TargetView,
+)
+from tagwatch.store import Store
+
+T0 = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
+A, B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+KEY = ("docker.io", "library/python", "3.12")
+IDX = "application/vnd.oci.image.index.v1+json"
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def record(store: Store, minute: int, obs, events=(), routes=None):  # type: ignore[no-untyped-def]
+    return store.record(at(minute), {KEY: obs}, {}, list(events), routes)
+
+
+def rows(store: Store, table: str) -> int:
+    return store.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def test_wal_and_migrations(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "t.db"))
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    names = [r[0] for r in store.db.execute("SELECT name FROM _sqlite_migrations")]
+    assert names == ["m001_initial"]
+    store.close()
+    # Re-opening applies nothing twice.
+    again = Store(str(tmp_path / "t.db"))
+    assert rows(again, "_sqlite_migrations") == 1
+
+
+def test_unchanged_checks_add_no_rows(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "t.db"))
+    record(store, 0, Resolved(A, IDX, {"linux/amd64": B}))
+    counts = {t: rows(store, t) for t in ("tags", "stretches", "events", "deliveries")}
+    for minute in range(1, 50):
+        record(store, minute, Resolved(A, IDX, {"linux/amd64": B}))
+    assert {t: rows(store, t) for t in counts} == counts
+    (stretch,) = store.history(KEY)
+    assert stretch.first_seen == at(0) and stretch.last_seen == at(49)
+    assert stretch.platforms == {"linux/amd64": B}
+
+
+def test_a_b_a_is_three_stretches(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "t.db"))
+    record(store, 0, Resolved(A, IDX))
+    record(store, 5, Resolved(A, IDX))
+    record(store, 10, Resolved(B, IDX))
+    record(store, 20, Resolved(A, IDX))
+    record(store, 25, Resolved(A, IDX))
+    history = store.history(KEY)
+    assert [s.digest for s in history] == [A, B, A]
+    assert [(s.first_seen, s.last_seen) for s in history] == [
+        (at(20), at(25)),
+        (at(10), at(10)),
+        (at(0), at(5)),
+    ]
+
+
+def test_vanish_and_return(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "t.db"))
+    record(store, 0, Resolved(A, IDX))
+    record(store, 5, Missing())
+    view = store.tag_views()[KEY]
+    assert view.present is False and view.digest == A
+    record(store, 10, Resolved(A, IDX))
+    assert store.tag_views()[KEY].present is True
+    assert [s.digest for s in store.history(KEY)] == [A, A]
+
+
+def test_failure_keeps_the_last_successful_check(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "t.db"))
+    record(store, 0, Resolved(A, IDX))
+    record(store, 5, Failed("boom"))
+    (stretch,) = store.history(KEY)
+    assert stretch.last_seen == at(0)
+    assert store.tag_views()[KEY].digest == A
+
+
+def test_targets_written_only_when_changed(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "t.db"))
+    ok = TargetView(state=State.OK)
+    store.record(
+        at(0), {KEY: Resolved(A, IDX)}, {"watch:x": (KEY, "watch", None, TargetView(), ok)}, []
+    )
+    assert store.target_views()["watch:x"] == ok
+    store.db.execute("UPDATE targets SET changes = 41 WHERE key = 'watch:x'")
+    # An unchanged view is not rewritten (the manual edit survives).
+    store.record(at(1), {KEY: Resolved(A, IDX)}, {"watch:x": (KEY, "watch", None, ok, ok)}, [])
+    assert store.target_views()["watch:x"].changes == 41
+
+
+def test_outbox(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "t.db"))
+    event = Event(
+        EventKind.MOVED,
+        "watch:x",
+        "docker.io/library/python",
+        "3.12",
+        at(1),
+        old_digest=A,
+        new_digest=B,
+        platforms_changed=("linux/amd64",),
+        details={"back_to": "2026-11-01T00:00:00Z"},
+    )
+    ids = record(store, 1, Resolved(B, IDX), [event], {0: [("n1", "ops"), ("n2", "mail")]})
+    pending = store.pending(["n1", "n2"])
+    assert [(d.event_id, d.notify_id) for d in pending] == [(ids[0], "n1"), (ids[0], "n2")]
+    assert pending[0].event == event
+    store.failed(pending[0], at(2), "HTTP 500")
+    store.delivered(pending[1], at(2))
+    assert [(d.notify_id, d.attempts) for d in store.pending(["n1", "n2"])] == [("n1", 1)]
+    store.delivered(store.pending(["n1"])[0], at(3))
+    assert store.pending(["n1", "n2"]) == []
+
+
+def test_held_deliveries_are_not_pending(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "t.db"))
+    event = Event(EventKind.MOVED, "watch:x", "i", "t", at(1))
+    store.record(at(1), {KEY: Resolved(B, IDX)}, {}, [event], {0: [("n1", "ops")]}, hold=True)
+    assert store.pending(["n1"]) == []
+    assert rows(store, "deliveries") == 1
+
+
+def test_notify_id_is_stable_and_secret_free(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "t.db"))
+    url = "json://user:hunter2@example.com/hook"
+    first = store.notify_id(url)
+    assert first == store.notify_id(url) != store.notify_id(url + "2")
+    store.close()
+    assert Store(str(tmp_path / "t.db")).notify_id(url) == first
+    dump = "\n".join(sqlite3.connect(tmp_path / "t.db").iterdump())
+    assert "hunter2" not in dump
+
+
+def test_unwritable_location_is_a_store_error(tmp_path: Path) -> None:
+    import pytest
+
+    from tagwatch.errors import StoreError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StoreError, match="database .*file/t.db"):
+        Store(str(blocker / "t.db"))
