@@ -1,0 +1,512 @@
+"""The command line: a thin shell over the check cycle and the store.
+
+Exit status: 0 every check succeeded (moves, vanished tags and stale pins are findings, not
+failures); 1 one or more checks failed; 2 usage or configuration error, with a one-line
+message naming the file and line, the key, or the reference, and never a traceback.
+
+Imports are lazy: `tagwatch --version` and `tagwatch status` do not load httpx or apprise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tagwatch import __version__
+
+if TYPE_CHECKING:
+    from tagwatch.config import Config
+    from tagwatch.cycle import CycleReport, TargetResult
+    from tagwatch.registry.client import RegistryClient
+    from tagwatch.store import Store
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("tagwatch")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, exit 2, as for config errors
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"tagwatch: error: {message}\n")
+
+
+def _setup_logging(verbose: int, quiet_default: bool = True) -> None:
+    level = logging.WARNING if quiet_default else logging.INFO
+    if verbose >= 2:
+        level = logging.DEBUG
+    elif verbose == 1:
+        level = logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"):
+        # journald adds timestamps; a <N> prefix sets the syslog priority of the line.
+        priorities = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+        class _Journal(logging.Formatter):
+            def format(self, record: logging.LogRecord) -> str:
+                return f"<{priorities.get(record.levelname, 6)}>{record.getMessage()}"
+
+        handler.setFormatter(_Journal())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+        )
+    root = logging.getLogger("tagwatch")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    # httpx logs every request at INFO, with URLs: keep it quiet unless debugging.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
+
+
+def _fail(message: str, status: int = EXIT_USAGE) -> int:
+    print(f"tagwatch: error: {message}", file=sys.stderr)
+    return status
+
+
+# --- shared pieces ------------------------------------------------------------------------
+
+
+def _load(args: argparse.Namespace) -> Config:
+    from tagwatch.config import default_config_path, load_config
+
+    return load_config(args.config or default_config_path())
+
+
+def _credentials(config: Config | None) -> Callable[[str], Any]:
+    """Credentials for a registry: the config's, else ~/.docker/config.json's."""
+    from tagwatch.registry.dockercreds import Credentials, docker_credentials
+
+    def lookup(host: str) -> Credentials | None:
+        settings = config.registry(host) if config is not None else None
+        if settings is not None and settings.username and settings.password is not None:
+            return Credentials(
+                settings.username, settings.password.read(), source=f"config [[registry]] {host}"
+            )
+        return docker_credentials(host)
+
+    return lookup
+
+
+def _client(config: Config) -> RegistryClient:
+    from tagwatch.registry.client import RegistryClient
+
+    return RegistryClient(
+        timeout=config.settings.timeout,
+        registries=config.registries,
+        credentials=_credentials(config),
+        concurrency=config.settings.concurrency,
+    )
+
+
+def _store(config: Config) -> Store:
+    from tagwatch.store import Store
+
+    return Store(config.settings.database)
+
+
+def _short(digest: str | None) -> str:
+    if not digest:
+        return "-"
+    algo, _, hexpart = digest.partition(":")
+    return f"{algo}:{hexpart[:12]}"
+
+
+def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    widths = [len(h) for h in header]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def _status_objects(config: Config, store: Store) -> list[dict[str, Any]]:
+    rows = {row["key"]: row for row in store.status_rows()}
+    out = []
+    for target in config.targets:
+        row = rows.get(target.key)
+        obj: dict[str, Any] = {
+            "image": target.ref.name,
+            "tag": target.tag,
+            "kind": target.kind.value,
+            "digest": None,
+            "state": None,
+            "pinned": target.pinned,
+            "platforms": {},
+            "changed_at": None,
+            "checked_at": None,
+            "error": None,
+            "behind_since": None,
+            "source": target.source,
+        }
+        if row is not None:
+            state = row["state"]
+            obj.update(
+                digest=row["digest"] if row["present"] else None,
+                state=state,
+                platforms=json.loads(row["platforms"])
+                if row["platforms"] and row["present"]
+                else {},
+                changed_at=row["changed_at"] or row["first_seen"],
+                checked_at=row["checked_at"],
+                error=row["error"] if state == "error" else None,
+                behind_since=row["behind_since"],
+                changes=row["changes"],
+            )
+            if row["behind_since"]:
+                obj["behind_evidence"] = row["behind_evidence"]
+            if row["pin_missing"]:
+                obj["pin_missing"] = True
+        out.append(obj)
+    return out
+
+
+def _note(obj: dict[str, Any], events: Sequence[str] = ()) -> str:
+    parts = list(events)
+    if obj.get("error"):
+        parts.append(obj["error"])
+    elif obj["kind"] == "pin" and obj.get("behind_since"):
+        parts.append(f"behind since {obj['behind_since']}")
+    return "; ".join(parts)
+
+
+def _print_targets(objects: Sequence[dict[str, Any]], events: dict[int, list[str]]) -> None:
+    rows = []
+    for i, obj in enumerate(objects):
+        rows.append(
+            [
+                f"{obj['image']}:{obj['tag']}",
+                obj["kind"],
+                obj["state"] or "unchecked",
+                _short(obj["digest"]),
+                obj["changed_at"] or "-",
+                _note(obj, events.get(i, ())),
+            ]
+        )
+    print(_table(rows, ["IMAGE:TAG", "KIND", "STATE", "DIGEST", "CHANGED", "NOTE"]))
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from tagwatch.config import check_secrets
+    from tagwatch.cycle import run_cycle
+    from tagwatch.notify import Notifier
+
+    config = _load(args)
+    check_secrets(config)
+    store = _store(config)
+    try:
+        notifier = Notifier(config.notify, store) if config.notify else None
+        with _client(config) as client:
+            report = run_cycle(config, store, client, notifier, hold_alerts=args.no_notify)
+        objects = _status_objects(config, store)
+    finally:
+        store.close()
+    _report(report, objects, args.json)
+    if report.error:
+        return _fail(report.error, EXIT_FAILED)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _report(report: CycleReport, objects: list[dict[str, Any]], as_json: bool) -> None:
+    by_key: dict[str, TargetResult] = {r.target.key: r for r in report.results}
+    events: dict[int, list[str]] = {}
+    keys = [
+        f"{o['kind']}:{o['image']}:{o['tag']}" + (f"@{o['pinned']}" if o["pinned"] else "")
+        for o in objects
+    ]
+    for i, (obj, key) in enumerate(zip(objects, keys, strict=True)):
+        result = by_key.get(key)
+        if result is None:
+            continue
+        events[i] = [e.kind.value for e in result.events]
+        if result.failed:
+            obj["error"] = getattr(result.observation, "message", None)
+        obj["events"] = [
+            {
+                "event": e.kind.value,
+                "old_digest": e.old_digest,
+                "new_digest": e.new_digest,
+                "platforms_changed": list(e.platforms_changed),
+                **{k: v for k, v in e.details.items() if k != "source"},
+            }
+            for e in result.events
+        ]
+    if as_json:
+        print(json.dumps(objects, indent=2))
+        return
+    _print_targets(objects, events)
+    failed = sum(1 for r in report.results if r.failed)
+    moved = sum(1 for r in report.results if r.moved)
+    summary = (
+        f"{len(report.results)} checked, {moved} moved, {failed} failed, "
+        f"{sum(len(v) for v in events.values())} events, {report.sent} alerts sent"
+    )
+    if report.send_failures:
+        summary += f", {report.send_failures} alerts failed (will retry)"
+    print(summary)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if not os.path.exists(config.settings.database):
+        objects: list[dict[str, Any]] = []
+        from tagwatch.store import Store
+
+        store = Store(":memory:")
+    else:
+        store = _store(config)
+    try:
+        objects = _status_objects(config, store)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(objects, indent=2))
+    else:
+        _print_targets(objects, {})
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from tagwatch.core.refs import parse_ref
+    from tagwatch.store import format_time
+
+    ref = parse_ref(args.reference)
+    tag = ref.tag or "latest"
+    config = _load(args)
+    if not os.path.exists(config.settings.database):
+        return _fail(
+            f"no history for {ref.name}:{tag}: database {config.settings.database} "
+            "does not exist yet (run tagwatch check)",
+            EXIT_FAILED,
+        )
+    store = _store(config)
+    try:
+        stretches = store.history((ref.registry, ref.repository, tag))
+    finally:
+        store.close()
+    objects = [
+        {
+            "digest": s.digest,
+            "first_seen": format_time(s.first_seen),
+            "last_seen": format_time(s.last_seen),
+            "platforms": dict(s.platforms),
+        }
+        for s in stretches
+    ]
+    if args.json:
+        print(json.dumps(objects, indent=2))
+        return EXIT_OK
+    if not objects:
+        print(f"no history for {ref.name}:{tag}")
+        return EXIT_OK
+    rows = [
+        [
+            s.digest,
+            format_time(s.first_seen) or "-",
+            format_time(s.last_seen) or "-",
+            ", ".join(sorted(s.platforms)) or "-",
+        ]
+        for s in stretches
+    ]
+    print(f"{ref.name}:{tag}")
+    print(_table(rows, ["DIGEST", "FIRST SEEN", "LAST SEEN", "PLATFORMS"]))
+    return EXIT_OK
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    from tagwatch.config import Config, RegistryConfig, Settings, load_config
+    from tagwatch.core.refs import parse_platform, parse_ref
+    from tagwatch.errors import NotFound, RegistryError
+
+    ref = parse_ref(args.reference)
+    if ref.tag is None:
+        return _fail(f"{args.reference}: resolve needs a tag (it resolves tags to digests)")
+    platform = parse_platform(args.platform) if args.platform else None
+    if args.config:
+        config = load_config(args.config)
+    else:
+        registries = {}
+        if args.insecure:
+            registries[ref.registry] = RegistryConfig(host=ref.registry, insecure=True)
+        config = Config(path="", settings=Settings(database=":memory:"), registries=registries)
+    with _client(config) as client:
+        try:
+            seen = client.resolve(ref.without_digest())
+        except NotFound as exc:
+            return _fail(str(exc), EXIT_FAILED)
+        except RegistryError as exc:
+            return _fail(str(exc), EXIT_FAILED)
+    if platform is not None:
+        if not seen.platforms:
+            return _fail(
+                f"{ref.name}:{ref.tag} is a single-platform image ({seen.digest}), "
+                "not an index: no per-platform digests",
+                EXIT_FAILED,
+            )
+        digest = seen.platforms.get(platform)
+        if digest is None:
+            return _fail(
+                f"{ref.name}:{ref.tag} has no {platform} image (platforms: "
+                f"{', '.join(sorted(seen.platforms))})",
+                EXIT_FAILED,
+            )
+        print(digest)
+        return EXIT_OK
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "image": ref.name,
+                    "tag": ref.tag,
+                    "digest": seen.digest,
+                    "media_type": seen.media_type,
+                    "platforms": dict(seen.platforms),
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(seen.digest)
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from tagwatch.config import check_secrets
+
+    config = _load(args)
+    check_secrets(config)
+    if config.notify:
+        import apprise
+
+        from tagwatch.errors import ConfigError
+
+        for target in config.notify:
+            if not apprise.Apprise().add(target.url.read()):
+                raise ConfigError(
+                    f"{target.url.where}: not a URL apprise understands (the URL "
+                    "is not shown: it may hold secrets)"
+                )
+    watches = sum(1 for t in config.targets if t.kind.value == "watch")
+    pins = len(config.targets) - watches
+    print(
+        f"{config.path}: OK: {watches} watches, {pins} pins, {len(config.notify)} notification "
+        f"targets, {len(config.registries)} registries; database {config.settings.database}"
+    )
+    return EXIT_OK
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    from tagwatch.cycle import utcnow
+    from tagwatch.notify import Notifier
+    from tagwatch.store import Store
+
+    config = _load(args)
+    if not config.notify:
+        return _fail(f"{config.path}: no [[notify]] targets configured")
+    store = Store(config.settings.database)
+    try:
+        notifier = Notifier(config.notify, store)
+        results = notifier.test(utcnow())
+    finally:
+        store.close()
+    failed = 0
+    for channel, error in results:
+        if error is None:
+            print(f"sent: {channel.where} ({channel.masked})")
+        else:
+            failed += 1
+            print(f"FAILED: {channel.where} ({channel.masked}): {error}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+# --- the parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="tagwatch",
+        description="Registry tag-drift monitor: follows image tags and pinned digests.",
+    )
+    parser.add_argument("--version", action="version", version=f"tagwatch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def command(
+        name: str, func: Callable[[argparse.Namespace], int], help: str, config: bool = True
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        if config:
+            p.add_argument(
+                "-c",
+                "--config",
+                metavar="FILE",
+                help="configuration file (default: $TAGWATCH_CONFIG, then "
+                "/etc/tagwatch/config.toml)",
+            )
+        p.add_argument(
+            "-v", "--verbose", action="count", default=0, help="log more (-v: info, -vv: debug)"
+        )
+        p.set_defaults(func=func)
+        return p
+
+    p = command("check", cmd_check, "check every watch and pin once: resolve, record, alert")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--no-notify",
+        action="store_true",
+        help="record events but hold their alerts back (they are not sent later)",
+    )
+    p = command("status", cmd_status, "the last known state of every watch and pin")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p = command("history", cmd_history, "every digest a tag has had, newest first")
+    p.add_argument("reference", metavar="REFERENCE", help="image reference, e.g. python:3.12")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p = command("resolve", cmd_resolve, "print the digest a reference resolves to now")
+    p.add_argument("reference", metavar="REFERENCE", help="image reference, e.g. python:3.12")
+    p.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="print that platform's image digest instead of the index digest",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain HTTP and unverified TLS for this registry",
+    )
+    p.add_argument("--json", action="store_true", help="print digest, media type and platforms")
+    command("validate", cmd_validate, "check the configuration and its secrets")
+    command("notify-test", cmd_notify_test, "send a test alert to every notification target")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    _setup_logging(args.verbose)
+    from tagwatch.errors import ConfigError, ReferenceError_, StoreError, TagwatchError
+
+    try:
+        result: int = args.func(args)
+        return result
+    except (ConfigError, ReferenceError_) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except StoreError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    except TagwatchError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK

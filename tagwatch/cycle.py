@@ -1,0 +1,359 @@
+"""One check cycle, end to end: config → resolve → decide → record → alert.
+
+    1. recall   what the store knows about every tag and target (two queries)
+    2. resolve  every distinct tag once, concurrently, under the global and per-registry
+                caps (worker threads do HTTP only)
+    3. facts    for pins that are behind: whether the pinned digest still exists, and since
+                when the pin is behind (history, else the image's created time)
+    4. decide   per target, with the pure `core.drift.decide`
+    5. record   the whole cycle in one transaction: tags, targets, events and their deliveries
+    6. deliver  every pending delivery (this cycle's and earlier failures)
+
+`run_cycle` is what `tagwatch check` runs once and the daemon runs on a schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import TypeVar
+
+from tagwatch.config import Config
+from tagwatch.core.drift import PinFacts, decide, pin_is_current, pin_needs_facts
+from tagwatch.core.model import (
+    Event,
+    Failed,
+    Kind,
+    Missing,
+    Observation,
+    Policy,
+    Resolved,
+    State,
+    Stretch,
+    TagView,
+    Target,
+    TargetView,
+)
+from tagwatch.core.refs import ImageRef
+from tagwatch.errors import NotFound, RegistryError, StoreError
+from tagwatch.notify import Notifier
+from tagwatch.registry.client import RegistryClient
+from tagwatch.store import Store, TagKey
+
+__all__ = ["CycleReport", "TargetResult", "run_bounded", "run_cycle"]
+
+log = logging.getLogger("tagwatch.cycle")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class TargetResult:
+    target: Target
+    observation: Observation
+    view: TargetView  # after this check
+    events: tuple[Event, ...]
+    moved: bool = False
+
+    @property
+    def state(self) -> State:
+        return self.view.state or State.ERROR
+
+    @property
+    def failed(self) -> bool:
+        return isinstance(self.observation, Failed)
+
+
+@dataclass(slots=True)
+class CycleReport:
+    started: datetime
+    finished: datetime | None = None
+    results: list[TargetResult] = field(default_factory=list)
+    sent: int = 0
+    send_failures: int = 0
+    error: str | None = None  # a cycle-level failure (the database), not a target's
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or any(r.failed for r in self.results)
+
+    @property
+    def duration(self) -> float:
+        end = self.finished or self.started
+        return (end - self.started).total_seconds()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _fact(key: str, what: str, fn: Callable[..., object], *args: object) -> tuple[str, str, object]:
+    return key, what, fn(*args)
+
+
+def run_bounded(
+    jobs: Sequence[tuple[str, Callable[[], T]]],
+    limit: int,
+    caps: Mapping[str, int],
+    pool: ThreadPoolExecutor | None = None,
+) -> list[T]:
+    """Run `(group, job)` pairs with at most `limit` running at once and at most
+    `caps[group]` per group; returns results in job order. A group at its cap waits in its
+    own queue and never holds a slot that another group could use."""
+    if not jobs:
+        return []
+    queues: dict[str, deque[int]] = {}
+    for index, (group, _) in enumerate(jobs):
+        queues.setdefault(group, deque()).append(index)
+    running: dict[str, int] = dict.fromkeys(queues, 0)
+    results: list[T | None] = [None] * len(jobs)
+    owned = pool is None
+    executor = pool or ThreadPoolExecutor(max_workers=max(1, limit), thread_name_prefix="check")
+    in_flight: dict[Future[T], tuple[str, int]] = {}
+    order = deque(queues)
+    try:
+        while queues or in_flight:
+            # Fill free slots round-robin over the groups below their cap.
+            progressed = True
+            while len(in_flight) < limit and progressed and queues:
+                progressed = False
+                for _ in range(len(order)):
+                    group = order[0]
+                    order.rotate(-1)
+                    queue = queues.get(group)
+                    if not queue or running[group] >= caps.get(group, limit):
+                        continue
+                    index = queue.popleft()
+                    if not queue:
+                        del queues[group]
+                        order.remove(group)
+                    running[group] += 1
+                    in_flight[executor.submit(jobs[index][1])] = (group, index)
+                    progressed = True
+                    if len(in_flight) >= limit:
+                        break
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                group, index = in_flight.pop(future)
+                running[group] -= 1
+                results[index] = future.result()
+    finally:
+        if owned:
+            executor.shutdown(wait=True, cancel_futures=True)
+    return results  # type: ignore[return-value]
+
+
+def _observe(client: RegistryClient, ref: ImageRef, known: Resolved | None) -> Observation:
+    try:
+        return client.resolve(ref, known)
+    except NotFound as exc:
+        return Missing(str(exc))
+    except RegistryError as exc:
+        return Failed(str(exc), exc.reason)
+    except Exception as exc:  # noqa: BLE001 - one target's bug must not end the cycle
+        log.exception("internal error checking %s", ref)
+        return Failed(f"internal error: {type(exc).__name__}: {exc}", "internal")
+
+
+def _known(view: TagView | None) -> Resolved | None:
+    if view is None or view.digest is None or not view.present:
+        return None
+    return Resolved(view.digest, "", view.platforms)
+
+
+def _evidence_from_history(
+    pinned: str, history: Sequence[Stretch], now: datetime
+) -> datetime | None:
+    """When the tag moved away from the pinned digest, if the history saw it move."""
+    for i, stretch in enumerate(history):  # newest first
+        if stretch.digest == pinned or pinned in stretch.platforms.values():
+            return now if i == 0 else history[i - 1].first_seen
+    return None
+
+
+class _Lookups:
+    """The pin facts that cost HTTP, fetched on worker threads."""
+
+    def __init__(self, client: RegistryClient) -> None:
+        self.client = client
+        self.lock = threading.Lock()
+
+    def exists(self, ref: ImageRef, digest: str) -> bool | None:
+        try:
+            return self.client.exists(ref, digest)
+        except RegistryError as exc:
+            log.warning(
+                "%s: could not check that pinned %s still exists: %s", ref.name, digest, exc
+            )
+            return None
+
+    def created(self, ref: ImageRef, seen: Resolved) -> datetime | None:
+        try:
+            return self.client.image_created(ref, seen)
+        except RegistryError as exc:
+            log.info("%s: no created time for the current image: %s", ref.name, exc)
+            return None
+
+
+def run_cycle(
+    config: Config,
+    store: Store,
+    client: RegistryClient,
+    notifier: Notifier | None = None,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    hold_alerts: bool = False,
+    targets: Sequence[Target] | None = None,
+) -> CycleReport:
+    """Check every target once (or `targets`), record, and deliver alerts."""
+    settings = config.settings
+    policy = Policy(settings.first_check_notify, settings.error_after)
+    targets = list(config.targets if targets is None else targets)
+    report = CycleReport(started=clock())
+    now = report.started
+    try:
+        tags = store.tag_views()
+        views = store.target_views()
+    except StoreError as exc:
+        report.error = str(exc)
+        report.finished = clock()
+        return report
+
+    # 2. resolve each distinct tag once, however many watches and pins name it.
+    refs: dict[TagKey, ImageRef] = {}
+    for target in targets:
+        refs.setdefault(target.tag_key, target.ref.without_digest())
+    caps = {
+        host: r.concurrency for host, r in config.registries.items() if r.concurrency is not None
+    }
+    keys = list(refs)
+    observed = run_bounded(
+        [(refs[k].registry, partial(_observe, client, refs[k], _known(tags.get(k)))) for k in keys],
+        settings.concurrency,
+        caps,
+    )
+    observations: dict[TagKey, Observation] = dict(zip(keys, observed, strict=True))
+
+    # 3. facts for pins that are behind (and history for tags that moved).
+    histories: dict[TagKey, list[Stretch]] = {}
+
+    def history(key: TagKey) -> list[Stretch]:
+        if key not in histories:
+            histories[key] = store.history(key) if key in tags else []
+        return histories[key]
+
+    lookups = _Lookups(client)
+    fact_jobs: list[tuple[str, Callable[[], tuple[str, str, object]]]] = []
+    facts: dict[str, PinFacts] = {}
+    for target in targets:
+        obs = observations[target.tag_key]
+        view = views.get(target.key, TargetView())
+        if not pin_needs_facts(target, view, obs):
+            continue
+        assert isinstance(obs, Resolved) and target.pinned is not None
+        ref, pinned = target.ref, target.pinned
+        facts[target.key] = PinFacts()
+        fact_jobs.append(
+            (
+                ref.registry,
+                partial(_fact, target.key, "exists", lookups.exists, ref.without_digest(), pinned),
+            )
+        )
+        if view.behind_since is None:
+            since = _evidence_from_history(pinned, history(target.tag_key), now)
+            if since is not None:
+                facts[target.key] = PinFacts(evidence=(since, "history"))
+            else:
+                fact_jobs.append(
+                    (
+                        ref.registry,
+                        partial(
+                            _fact,
+                            target.key,
+                            "created",
+                            lookups.created,
+                            ref.without_digest(),
+                            obs,
+                        ),
+                    )
+                )
+    for key, what, value in run_bounded(fact_jobs, settings.concurrency, caps):
+        current = facts[key]
+        if what == "exists":
+            facts[key] = PinFacts(current.evidence, value if isinstance(value, bool) else None)
+        elif isinstance(value, datetime) and current.evidence is None:
+            facts[key] = PinFacts((min(value, now), "image created"), current.pinned_exists)
+
+    # 4. decide, per target.
+    events: list[Event] = []
+    routes: dict[int, list[tuple[str, str]]] = {}
+    changes: dict[str, tuple[TagKey, str, str | None, TargetView, TargetView]] = {}
+    for target in targets:
+        obs = observations[target.tag_key]
+        before = tags.get(target.tag_key)
+        view = views.get(target.key, TargetView())
+        moved = (
+            isinstance(obs, Resolved)
+            and before is not None
+            and before.digest is not None
+            and before.digest != obs.digest
+        )
+        decision = decide(
+            target,
+            before,
+            view,
+            obs,
+            policy=policy,
+            now=now,
+            history=history(target.tag_key) if moved and target.kind is Kind.WATCH else (),
+            pin=facts.get(target.key),
+        )
+        for event in decision.events:
+            if notifier is not None:
+                routes[len(events)] = notifier.routes(event, target)
+            events.append(event)
+            log.info(
+                "%s %s: %s",
+                event.kind.value,
+                target.display,
+                event.new_digest or event.details.get("error") or "",
+            )
+        changes[target.key] = (
+            target.tag_key,
+            target.kind.value,
+            target.pinned,
+            view,
+            decision.target,
+        )
+        report.results.append(
+            TargetResult(target, obs, decision.target, decision.events, decision.moved)
+        )
+
+    # 5. record everything in one transaction.
+    try:
+        store.record(now, observations, changes, events, routes, hold=hold_alerts)
+    except StoreError as exc:
+        report.error = str(exc)
+        log.error("%s; nothing from this cycle was recorded", exc)
+        report.finished = clock()
+        return report
+
+    # 6. deliver (this cycle's alerts and any that failed before).
+    if notifier is not None and not hold_alerts:
+        try:
+            report.sent, report.send_failures = notifier.deliver(clock)
+        except StoreError as exc:
+            log.error("%s", exc)
+            report.error = str(exc)
+    report.finished = clock()
+    return report
+
+
+def current_for_pin(pinned: str, obs: Observation) -> bool | None:
+    """Whether a pin is current under an observation (None when unknown)."""
+    return pin_is_current(pinned, obs) if isinstance(obs, Resolved) else None

@@ -1,0 +1,280 @@
+"""Alerts through apprise: routing events to notification targets, rendering them, and
+delivering the outbox.
+
+Apprise URLs are secrets. They are read only here, identified in the database by a keyed
+hash, printed only as `NotifyConfig.where` (the target's name or `notify[N]`) plus apprise's
+own masked form, and anything apprise says about a failure is scrubbed of the URL's parts
+before it reaches a log line or the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tagwatch.config import NotifyConfig
+from tagwatch.core.durations import format_duration
+from tagwatch.core.model import Event, EventKind, Target
+from tagwatch.errors import ConfigError
+from tagwatch.store import Delivery, Store, format_time
+
+__all__ = ["Channel", "Notifier", "render"]
+
+log = logging.getLogger("tagwatch.notify")
+
+_SUMMARY = {
+    EventKind.FIRST_SEEN: "is watched (first check)",
+    EventKind.MOVED: "moved to a new digest",
+    EventKind.REWRITTEN: "moved, although it looks like a fixed version",
+    EventKind.VANISHED: "no longer exists in the registry",
+    EventKind.RETURNED: "exists again",
+    EventKind.STALE: "pin is stale",
+    EventKind.CURRENT: "pin is current again",
+    EventKind.PIN_MISSING: "pinned digest no longer exists upstream",
+    EventKind.NEWER: "has a newer version",
+    EventKind.ERROR: "checks are failing",
+    EventKind.RECOVERED: "checks work again",
+    EventKind.TEST: "test alert",
+}
+
+_EVIDENCE = {
+    "history": "recorded move",
+    "image created": "the current image's created time; the move itself was not seen",
+    "first check": "first check; the move itself was not seen",
+    "observed": "recorded move",
+}
+
+
+def render(event: Event) -> tuple[str, str]:
+    """Title and body of an alert: plain text that also reads well as Markdown."""
+    title = f"[tagwatch] {event.kind.value}: {event.image}:{event.tag}"
+    d: Mapping[str, Any] = event.details
+    lines = [f"{event.image}:{event.tag} {_SUMMARY[event.kind]}."]
+    if event.kind in (EventKind.STALE, EventKind.CURRENT, EventKind.PIN_MISSING):
+        lines.append(f"pinned:  {event.pinned}")
+        lines.append(f"tag now: {event.new_digest}")
+        if "behind_since" in d:
+            evidence = _EVIDENCE.get(str(d.get("evidence")), str(d.get("evidence")))
+            behind = format_duration(float(d.get("behind_seconds", 0)))
+            lines.append(f"behind since: {d['behind_since']} ({behind}; from {evidence})")
+        if "max_age_seconds" in d and event.kind is EventKind.STALE:
+            lines.append(f"max_age: {format_duration(float(d['max_age_seconds']))}")
+        if d.get("repeat"):
+            lines.append("reminder: the pin is still stale")
+    else:
+        if event.old_digest:
+            lines.append(f"old: {event.old_digest}")
+        if event.new_digest:
+            lines.append(f"new: {event.new_digest}")
+        if event.pinned:
+            lines.append(f"pinned: {event.pinned}")
+    if event.platforms_changed:
+        lines.append(f"platforms changed: {', '.join(event.platforms_changed)}")
+    if d.get("back_to"):
+        lines.append(f"back to a digest first seen {d['back_to']}")
+    if event.kind is EventKind.ERROR:
+        lines.append(f"error: {d.get('error')}")
+        lines.append(f"failed checks in a row: {d.get('failures')}")
+    if event.kind is EventKind.VANISHED and d.get("message"):
+        lines.append(f"registry: {d['message']}")
+    lines.append(f"seen: {format_time(event.at)}")
+    if d.get("source"):
+        lines.append(f"source: {d['source']}")
+    return title, "\n".join(lines)
+
+
+def _notify_type(kind: EventKind) -> str:
+    if kind in (EventKind.CURRENT, EventKind.RECOVERED, EventKind.RETURNED):
+        return "success"
+    if kind in (EventKind.ERROR, EventKind.PIN_MISSING, EventKind.REWRITTEN):
+        return "failure"
+    if kind in (EventKind.STALE, EventKind.VANISHED):
+        return "warning"
+    return "info"
+
+
+def _secret_parts(url: str) -> list[str]:
+    """Pieces of an apprise URL that could be secret, longest first, for scrubbing."""
+    parts = {url}
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.password:
+            parts.add(parsed.password)
+            parts.add(urllib.parse.unquote(parsed.password))
+        if parsed.username:
+            parts.add(parsed.username)
+        parts.update(p for p in parsed.path.split("/") if len(p) >= 6)
+        for _, value in urllib.parse.parse_qsl(parsed.query):
+            if len(value) >= 4:
+                parts.add(value)
+    except ValueError:
+        pass
+    return sorted((p for p in parts if p), key=len, reverse=True)
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # A broken log record must never break delivery.
+        with contextlib.suppress(Exception):
+            self.messages.append(record.getMessage())
+
+
+@dataclass
+class Channel:
+    """One notification target, ready to send. `where` and `masked` are safe to print."""
+
+    config: NotifyConfig
+    id: str
+    masked: str
+    _apprise: Any
+    _secrets: list[str]
+
+    @property
+    def where(self) -> str:
+        return self.config.where
+
+    def scrub(self, text: str) -> str:
+        for part in self._secrets:
+            text = text.replace(part, "****")
+        return text
+
+    def accepts(self, kind: EventKind, target: Target | None) -> bool:
+        if (
+            kind is not EventKind.TEST
+            and self.config.events is not None
+            and kind.value not in self.config.events
+        ):
+            return False
+        if target is not None and target.notify:
+            return bool(set(target.notify) & set(self.config.tags))
+        return True
+
+    def send(self, title: str, body: str, kind: EventKind) -> str | None:
+        """Send one message; None on success, else a scrubbed one-line reason."""
+        import apprise
+
+        capture = _Capture()
+        apprise_log = logging.getLogger("apprise")
+        apprise_log.addHandler(capture)
+        try:
+            result = self._apprise.notify(
+                title=title,
+                body=body,
+                notify_type=_notify_type(kind),
+                body_format=apprise.NotifyFormat.TEXT,
+            )
+        except Exception as exc:  # noqa: BLE001 - a plugin failure is a failed delivery
+            return self.scrub(f"{type(exc).__name__}: {exc}")[:300]
+        finally:
+            apprise_log.removeHandler(capture)
+        if result:
+            return None
+        reason = capture.messages[-1] if capture.messages else "apprise reported a failure"
+        return self.scrub(" ".join(reason.split()))[:300]
+
+
+class Notifier:
+    """Every configured notification target, with routing and the outbox."""
+
+    def __init__(
+        self,
+        targets: Sequence[NotifyConfig],
+        store: Store,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        import apprise
+
+        # Apprise logs URLs in some DEBUG and INFO lines; keep it to warnings, which we
+        # capture and scrub per delivery.
+        logging.getLogger("apprise").setLevel(logging.WARNING)
+        logging.getLogger("apprise").propagate = False
+        self.store = store
+        self.channels: list[Channel] = []
+        for config in targets:
+            url = config.url.read(env)
+            obj = apprise.Apprise()
+            if not obj.add(url):
+                raise ConfigError(
+                    f"{config.url.where}: not a URL apprise understands (the URL is not shown: "
+                    "it may hold secrets)"
+                )
+            masked = str(obj[0].url(privacy=True))  # type: ignore[no-untyped-call]
+            secrets = _secret_parts(url)
+            channel = Channel(config, store.notify_id(url), "", obj, secrets)
+            channel.masked = channel.scrub(masked)
+            self.channels.append(channel)
+
+    def routes(self, event: Event, target: Target | None) -> list[tuple[str, str]]:
+        return [(c.id, c.where) for c in self.channels if c.accepts(event.kind, target)]
+
+    def deliver(
+        self, now: Callable[[], datetime], on_result: Callable[[bool], None] | None = None
+    ) -> tuple[int, int]:
+        """Send every pending delivery to its channel; returns (sent, failed). A failure
+        stays pending and is retried on the next call."""
+        by_id = {c.id: c for c in self.channels}
+        sent = failed = 0
+        for delivery in self.store.pending(by_id):
+            channel = by_id[delivery.notify_id]
+            title, body = render(delivery.event)
+            error = channel.send(title, body, delivery.event.kind)
+            if error is None:
+                self.store.delivered(delivery, now())
+                sent += 1
+                log.info(
+                    "sent %s alert for %s:%s to %s",
+                    delivery.event.kind.value,
+                    delivery.event.image,
+                    delivery.event.tag,
+                    channel.where,
+                )
+            else:
+                self.store.failed(delivery, now(), error)
+                failed += 1
+                log.warning(
+                    "could not send %s alert for %s:%s to %s (%s); will retry",
+                    delivery.event.kind.value,
+                    delivery.event.image,
+                    delivery.event.tag,
+                    channel.where,
+                    error,
+                )
+            if on_result is not None:
+                on_result(error is None)
+        return sent, failed
+
+    def pending_for(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        ids = {c.id for c in self.channels}
+        return [d for d in deliveries if d.notify_id in ids]
+
+    def test(self, now: datetime) -> list[tuple[Channel, str | None]]:
+        """Send a test alert to every channel; (channel, error or None) each."""
+        event = Event(EventKind.TEST, target="test", image="tagwatch", tag="test", at=now)
+        title, _ = render(event)
+        body = (
+            "This is a test alert from tagwatch notify-test.\n"
+            f"sent: {format_time(now)}\n"
+            "If you can read this, alerts reach this target."
+        )
+        results = []
+        for channel in self.channels:
+            results.append((channel, channel.send(title, body, EventKind.TEST)))
+        return results
+
+
+_CREDENTIALS = re.compile(r"://[^/@\s]*@")
+
+
+def mask_url(text: str) -> str:
+    """Drop `user:password@` from any URL in a text (last line of defence for logs)."""
+    return _CREDENTIALS.sub("://****@", text)
