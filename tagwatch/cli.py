@@ -154,7 +154,7 @@ def _status_objects(config: Config, store: Store) -> list[dict[str, Any]]:
                 platforms=json.loads(row["platforms"])
                 if row["platforms"] and row["present"]
                 else {},
-                changed_at=row["changed_at"] or row["first_seen"],
+                changed_at=(row["changed_at"] or row["first_seen"]) if row["digest"] else None,
                 checked_at=row["checked_at"],
                 error=row["error"] if state == "error" else None,
                 behind_since=row["behind_since"],
@@ -211,19 +211,19 @@ def cmd_check(args: argparse.Namespace) -> int:
         objects = _status_objects(config, store)
     finally:
         store.close()
-    _report(report, objects, args.json)
+    _report(report, config, objects, args.json)
     if report.error:
         return _fail(report.error, EXIT_FAILED)
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
-def _report(report: CycleReport, objects: list[dict[str, Any]], as_json: bool) -> None:
+def _report(
+    report: CycleReport, config: Config, objects: list[dict[str, Any]], as_json: bool
+) -> None:
+    """Print a check's outcome; `objects` are `_status_objects`, in `config.targets` order."""
     by_key: dict[str, TargetResult] = {r.target.key: r for r in report.results}
     events: dict[int, list[str]] = {}
-    keys = [
-        f"{o['kind']}:{o['image']}:{o['tag']}" + (f"@{o['pinned']}" if o["pinned"] else "")
-        for o in objects
-    ]
+    keys = [target.key for target in config.targets]
     for i, (obj, key) in enumerate(zip(objects, keys, strict=True)):
         result = by_key.get(key)
         if result is None:
