@@ -1,0 +1,68 @@
+"""The newcomer flow, for real, on this machine: `./dev demo`.
+
+Starts the distribution registry on loopback, pushes an image, watches its tag, moves the
+tag and shows the alert as a local webhook received it. Nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+from regharness import Pusher, start_registry
+from sinks import WebhookSink
+
+
+def step(text: str) -> None:
+    print(f"\n\033[1m==> {text}\033[0m", flush=True)
+
+
+def tagwatch(config: Path, *args: str) -> None:
+    command = ["tagwatch", *args, "-c", str(config)]
+    print("$ " + " ".join(command[:-2]) + " -c config.toml", flush=True)
+    subprocess.run([sys.executable, "-m", "tagwatch", *command[1:]], check=False)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="tagwatch-demo-") as tmp, WebhookSink() as hook:
+        work = Path(tmp)
+        step("start a registry on loopback and push demo/app:1.0")
+        registry = start_registry(work / "registry", "anonymous")
+        try:
+            push = Pusher(registry)
+            push.push_image("demo/app", "1.0", seed="first build")
+            config = work / "config.toml"
+            config.write_text(textwrap.dedent(f"""\
+                [tagwatch]
+                database = "{work / 'tagwatch.db'}"
+
+                [[watch]]
+                image = "{registry.host}/demo/app:1.0"
+
+                [[notify]]
+                url = "{hook.url}"
+                """))
+            print(config.read_text().replace(str(work), "/tmp/demo"))
+            step("first check: the tag is recorded, no alert (first sight is silent)")
+            tagwatch(config, "check")
+            step("the publisher rebuilds demo/app:1.0 (same tag, new digest)")
+            push.push_image("demo/app", "1.0", seed="rebuild", labels={
+                "org.opencontainers.image.version": "1.0"})
+            step("second check: the tag moved, one alert goes out")
+            tagwatch(config, "check")
+            hook.wait_for(1)
+            step("what the webhook received")
+            for message in hook.received:
+                print(message["title"])
+                print(textwrap.indent(message["message"], "  "))
+            step("every digest the tag has had")
+            tagwatch(config, "history", f"{registry.host}/demo/app:1.0")
+        finally:
+            registry.close()
+
+
+if __name__ == "__main__":
+    main()
