@@ -465,3 +465,24 @@ def test_resolve_index_and_platform(hub: tuple[Registry, Pusher]) -> None:
     absent = tagwatch("resolve", f"{registry.host}/{repo}:nope")
     assert absent.code == 1 and "not found" in absent.err
 
+
+
+def test_tag_shared_by_watch_and_pins_is_resolved_once(hub: tuple[Registry, Pusher],
+                                                       setup: Setup) -> None:
+    registry, push = hub
+    repo = unique_repo("shared")
+    older = push.push_image(repo, None, seed="older")
+    digest = push.push_image(repo, "1", seed="s")
+    setup.watch(f"{registry.host}/{repo}:1")
+    setup.pin(f"{registry.host}/{repo}:1@{digest}", source="a/Dockerfile")
+    setup.pin(f"{registry.host}/{repo}:1@{older}", source="b/Dockerfile")
+    mark = registry.mark()
+    run = setup("check")
+    assert run.code == 0, run.out + run.err
+    requests = registry.requests(since=mark, exclude_agent="tagwatch-test-pusher")
+    # One HEAD for the tag; the behind pin adds one HEAD to see that its digest still exists
+    # (and one for the image's created time: a GET of the manifest and its config blob).
+    heads = [(r.method, r.path) for r in requests if r.method == "HEAD"]
+    assert heads.count(("HEAD", f"/v2/{repo}/manifests/1")) == 1
+    assert heads.count(("HEAD", f"/v2/{repo}/manifests/{older}")) == 1
+    assert len(heads) == 2
