@@ -486,3 +486,20 @@ def test_tag_shared_by_watch_and_pins_is_resolved_once(hub: tuple[Registry, Push
     assert heads.count(("HEAD", f"/v2/{repo}/manifests/1")) == 1
     assert heads.count(("HEAD", f"/v2/{repo}/manifests/{older}")) == 1
     assert len(heads) == 2
+
+
+def test_notify_test_and_validate(setup: Setup, webhook: WebhookSink, smtp: SmtpSink) -> None:
+    setup.watch("python:3.12")
+    setup.notify(webhook.url, name="hook")
+    setup.notify(smtp.url(), name="mail")
+    setup.notify("json://user:hunter2secret@127.0.0.1:9/down", name="down")
+    valid = setup("validate")
+    assert valid.code == 0 and "1 watches, 0 pins, 3 notification targets" in valid.out
+    run = setup("notify-test")
+    assert run.code == 1  # one target is down
+    assert "sent: hook" in run.out and "sent: mail" in run.out and "FAILED: down" in run.out
+    assert "hunter2secret" not in run.out + run.err
+    webhook.wait_for(1)
+    smtp.wait_for(1)
+    assert webhook.received[0]["title"] == "[tagwatch] test: tagwatch:test"
+    assert smtp.messages[0].subject == "[tagwatch] test: tagwatch:test"
