@@ -86,6 +86,23 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if dt is not None else None
 
 
+def make_event(target: Target, kind: EventKind, now: datetime, **kw: Any) -> Event:
+    """An event about `target`, carrying its pinned digest and `source` (for the alert)."""
+    details = dict(kw.pop("details", None) or {})
+    if target.source:
+        details.setdefault("source", target.source)
+    return Event(
+        kind=kind,
+        target=target.key,
+        image=target.ref.name,
+        tag=target.tag,
+        at=now,
+        pinned=target.pinned,
+        details=details,
+        **kw,
+    )
+
+
 def decide(
     target: Target,
     before: TagView | None,
@@ -105,21 +122,7 @@ def decide(
     events: list[Event] = []
 
     def event(kind: EventKind, **kw: Any) -> None:
-        details = dict(kw.pop("details", {}))
-        if target.source:
-            details.setdefault("source", target.source)
-        events.append(
-            Event(
-                kind=kind,
-                target=target.key,
-                image=target.ref.name,
-                tag=target.tag,
-                at=now,
-                pinned=target.pinned,
-                details=details,
-                **kw,
-            )
-        )
+        events.append(make_event(target, kind, now, **kw))
 
     # A failed check is never a move or a vanish: only the failure count changes, and an
     # `error` alert goes out once the target has failed `error_after` times in a row.
@@ -211,19 +214,9 @@ def _decide_pin(
     assert pinned is not None
 
     def event(kind: EventKind, details: dict[str, Any]) -> None:
-        if target.source:
-            details.setdefault("source", target.source)
         events.append(
-            Event(
-                kind=kind,
-                target=target.key,
-                image=target.ref.name,
-                tag=target.tag,
-                at=now,
-                pinned=pinned,
-                old_digest=pinned,
-                new_digest=seen.digest,
-                details=details,
+            make_event(
+                target, kind, now, old_digest=pinned, new_digest=seen.digest, details=details
             )
         )
 
