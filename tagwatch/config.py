@@ -304,6 +304,16 @@ def _ref(table: _Table, key: str) -> ImageRef:
         raise table.fail(key, str(exc)) from None
 
 
+def _own_interval(table: _Table) -> float | None:
+    """A watch's or pin's own `interval`, overriding [tagwatch] interval in the daemon."""
+    value = table.duration("interval", -1.0)  # registers the key even when absent
+    if value == -1.0:
+        return None
+    if value <= 0:
+        raise table.fail("interval", "must be longer than 0s")
+    return value
+
+
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
     """Read and validate the configuration. Raises ConfigError with a one-line message."""
     env = os.environ if env is None else env
@@ -421,6 +431,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                 renotify=table.duration("renotify", DAY) if kind is Kind.PIN else DAY,
                 source=table.string("source") if kind is Kind.PIN else None,
                 mutable=table.get("mutable", bool, False),
+                interval=_own_interval(table),
             )
             where = f"{kind.value}[{i}]"
             if target.key in seen:

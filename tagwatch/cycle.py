@@ -25,7 +25,7 @@ from functools import partial
 from typing import TypeVar
 
 from tagwatch.config import Config
-from tagwatch.core.drift import PinFacts, decide, pin_is_current, pin_needs_facts
+from tagwatch.core.drift import PinFacts, decide, pin_needs_facts
 from tagwatch.core.model import (
     Event,
     Failed,
@@ -96,11 +96,31 @@ def _fact(key: str, what: str, fn: Callable[..., object], *args: object) -> tupl
     return key, what, fn(*args)
 
 
+def _holding(slots: threading.Semaphore, job: Callable[[], T]) -> T:
+    with slots:
+        return job()
+
+
+def registry_caps(config: Config) -> dict[str, int]:
+    """Requests in flight per registry: its own `concurrency`, else half the global limit
+    when several registries are checked (so one slow registry cannot take every slot from
+    the others), else the global limit."""
+    limit = config.settings.concurrency
+    hosts = {target.ref.registry for target in config.targets}
+    default = max(1, (limit + 1) // 2) if len(hosts) > 1 else limit
+    caps = dict.fromkeys(hosts, default)
+    for host, registry in config.registries.items():
+        if registry.concurrency is not None:
+            caps[host] = min(registry.concurrency, limit)
+    return caps
+
+
 def run_bounded(
     jobs: Sequence[tuple[str, Callable[[], T]]],
     limit: int,
     caps: Mapping[str, int],
     pool: ThreadPoolExecutor | None = None,
+    slots: threading.Semaphore | None = None,
 ) -> list[T]:
     """Run `(group, job)` pairs with at most `limit` running at once and at most
     `caps[group]` per group; returns results in job order. A group at its cap waits in its
@@ -133,7 +153,10 @@ def run_bounded(
                         del queues[group]
                         order.remove(group)
                     running[group] += 1
-                    in_flight[executor.submit(jobs[index][1])] = (group, index)
+                    job = jobs[index][1]
+                    if slots is not None:
+                        job = partial(_holding, slots, job)
+                    in_flight[executor.submit(job)] = (group, index)
                     progressed = True
                     if len(in_flight) >= limit:
                         break
@@ -181,7 +204,6 @@ class _Lookups:
 
     def __init__(self, client: RegistryClient) -> None:
         self.client = client
-        self.lock = threading.Lock()
 
     def exists(self, ref: ImageRef, digest: str) -> bool | None:
         try:
@@ -209,8 +231,12 @@ def run_cycle(
     clock: Callable[[], datetime] = utcnow,
     hold_alerts: bool = False,
     targets: Sequence[Target] | None = None,
+    slots: threading.Semaphore | None = None,
 ) -> CycleReport:
-    """Check every target once (or `targets`), record, and deliver alerts."""
+    """Check every target once (or `targets`), record, and deliver alerts.
+
+    `slots` is shared by cycles that run at the same time (the daemon's per-registry jobs), so
+    that `concurrency` bounds the requests in flight across all of them."""
     settings = config.settings
     policy = Policy(settings.first_check_notify, settings.error_after)
     targets = list(config.targets if targets is None else targets)
@@ -228,14 +254,13 @@ def run_cycle(
     refs: dict[TagKey, ImageRef] = {}
     for target in targets:
         refs.setdefault(target.tag_key, target.ref.without_digest())
-    caps = {
-        host: r.concurrency for host, r in config.registries.items() if r.concurrency is not None
-    }
+    caps = registry_caps(config)
     keys = list(refs)
     observed = run_bounded(
         [(refs[k].registry, partial(_observe, client, refs[k], _known(tags.get(k)))) for k in keys],
         settings.concurrency,
         caps,
+        slots=slots,
     )
     observations: dict[TagKey, Observation] = dict(zip(keys, observed, strict=True))
 
@@ -282,7 +307,7 @@ def run_cycle(
                         ),
                     )
                 )
-    for key, what, value in run_bounded(fact_jobs, settings.concurrency, caps):
+    for key, what, value in run_bounded(fact_jobs, settings.concurrency, caps, slots=slots):
         current = facts[key]
         if what == "exists":
             facts[key] = PinFacts(current.evidence, value if isinstance(value, bool) else None)
@@ -353,7 +378,3 @@ def run_cycle(
     report.finished = clock()
     return report
 
-
-def current_for_pin(pinned: str, obs: Observation) -> bool | None:
-    """Whether a pin is current under an observation (None when unknown)."""
-    return pin_is_current(pinned, obs) if isinstance(obs, Resolved) else None

@@ -222,6 +222,12 @@ class Notifier:
     ) -> tuple[int, int]:
         """Send every pending delivery to its channel; returns (sent, failed). A failure
         stays pending and is retried on the next call."""
+        with self.store.outbox_lock:
+            return self._deliver(now, on_result)
+
+    def _deliver(
+        self, now: Callable[[], datetime], on_result: Callable[[bool], None] | None
+    ) -> tuple[int, int]:
         by_id = {c.id: c for c in self.channels}
         sent = failed = 0
         for delivery in self.store.pending(by_id):

@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -167,11 +168,15 @@ class Store:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._lock = threading.RLock()
+        # Held while the outbox is being sent, so two cycles never send one delivery twice.
+        self.outbox_lock = threading.Lock()
         try:
             if path != ":memory:":
                 directory = os.path.dirname(os.path.abspath(path))
                 os.makedirs(directory, exist_ok=True)
-            conn = sqlite3.connect(path, timeout=10.0)
+            # One connection shared by the daemon's threads, serialised by self._lock.
+            conn = sqlite3.connect(path, timeout=10.0, check_same_thread=False)
             self.db = Database(conn)
             self.db.execute("PRAGMA busy_timeout = 10000")
             if path != ":memory:":
@@ -186,12 +191,15 @@ class Store:
             raise StoreError(f"database {path}: {exc.strerror or exc}") from None
 
     def close(self) -> None:
-        self.db.close()
+        with self._lock:
+            self.db.close()
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
+        """Hold the store's lock and turn sqlite errors into a one-line StoreError."""
         try:
-            yield
+            with self._lock:
+                yield
         except sqlite3.Error as exc:
             raise StoreError(f"database {self.path}: {doing}: {exc}") from None
 

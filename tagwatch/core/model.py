@@ -72,6 +72,7 @@ class Target:
     renotify: float = DAY
     source: str | None = None
     mutable: bool = False  # a version-like tag that is expected to be rebuilt
+    interval: float | None = None  # own check interval (daemon); None: the global one
 
     @property
     def key(self) -> str:
