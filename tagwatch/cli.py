@@ -78,30 +78,10 @@ def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config or default_config_path())
 
 
-def _credentials(config: Config | None) -> Callable[[str], Any]:
-    """Credentials for a registry: the config's, else ~/.docker/config.json's."""
-    from tagwatch.registry.dockercreds import Credentials, docker_credentials
-
-    def lookup(host: str) -> Credentials | None:
-        settings = config.registry(host) if config is not None else None
-        if settings is not None and settings.username and settings.password is not None:
-            return Credentials(
-                settings.username, settings.password.read(), source=f"config [[registry]] {host}"
-            )
-        return docker_credentials(host)
-
-    return lookup
-
-
 def _client(config: Config) -> RegistryClient:
-    from tagwatch.registry.client import RegistryClient
+    from tagwatch.registry.client import client_for
 
-    return RegistryClient(
-        timeout=config.settings.timeout,
-        registries=config.registries,
-        credentials=_credentials(config),
-        concurrency=config.settings.concurrency,
-    )
+    return client_for(config)
 
 
 def _store(config: Config) -> Store:

@@ -26,7 +26,7 @@ from typing import Protocol
 import httpx
 
 from tagwatch import __version__
-from tagwatch.config import RegistryConfig
+from tagwatch.config import Config, RegistryConfig
 from tagwatch.core.manifest import (
     ACCEPT,
     INDEX_TYPES,
@@ -49,7 +49,7 @@ from tagwatch.errors import (
     RegistryUnavailable,
 )
 from tagwatch.registry.auth import RegistryAuth
-from tagwatch.registry.dockercreds import Credentials
+from tagwatch.registry.dockercreds import Credentials, docker_credentials
 
 __all__ = ["RegistryClient", "RequestObserver"]
 
@@ -446,3 +446,29 @@ class RegistryClient:
                 host=ref.registry,
             )
         return BadResponse(f"{host}: HTTP {status} for {where}{suffix}", host=ref.registry)
+
+
+def credentials_for(config: Config) -> Callable[[str], Credentials | None]:
+    """Credentials for a registry host: the config's `[[registry]]`, else what
+    `docker login` stored in ~/.docker/config.json (read when the host is first used)."""
+
+    def lookup(host: str) -> Credentials | None:
+        settings = config.registry(host)
+        if settings is not None and settings.username and settings.password is not None:
+            return Credentials(
+                settings.username, settings.password.read(), source=f"config [[registry]] {host}"
+            )
+        return docker_credentials(host)
+
+    return lookup
+
+
+def client_for(config: Config, observer: RequestObserver | None = None) -> RegistryClient:
+    """The registry client a config asks for."""
+    return RegistryClient(
+        timeout=config.settings.timeout,
+        registries=config.registries,
+        credentials=credentials_for(config),
+        concurrency=config.settings.concurrency,
+        observer=observer,
+    )
