@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,32 +37,61 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"tagwatch: error: {message}\n")
 
 
-def _setup_logging(verbose: int, quiet_default: bool = True) -> None:
+_PRIORITIES = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+
+class _JournalFormatter(logging.Formatter):
+    """journald adds timestamps; a `<N>` prefix sets the line's syslog priority."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.exc_info:
+            text += " | " + self.formatException(record.exc_info).replace("\n", " | ")
+        return f"<{_PRIORITIES.get(record.levelname, 6)}>{text}"
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _setup_logging(verbose: int, quiet_default: bool = True, log_format: str = "auto") -> None:
     level = logging.WARNING if quiet_default else logging.INFO
     if verbose >= 2:
         level = logging.DEBUG
     elif verbose == 1:
         level = logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"):
-        # journald adds timestamps; a <N> prefix sets the syslog priority of the line.
-        priorities = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
-
-        class _Journal(logging.Formatter):
-            def format(self, record: logging.LogRecord) -> str:
-                return f"<{priorities.get(record.levelname, 6)}>{record.getMessage()}"
-
-        handler.setFormatter(_Journal())
+    under_systemd = bool(os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"))
+    formatter: logging.Formatter
+    if log_format == "json":
+        formatter = _JsonFormatter()
+        formatter.converter = time.gmtime
+    elif log_format == "journal" or (log_format == "auto" and under_systemd):
+        formatter = _JournalFormatter()
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
-        )
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+    handler.setFormatter(formatter)
     root = logging.getLogger("tagwatch")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    # httpx logs every request at INFO, with URLs: keep it quiet unless debugging.
+    # httpx logs every request at INFO, with URLs; APScheduler logs every run at INFO.
     logging.getLogger("httpx").setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
+    apscheduler = logging.getLogger("apscheduler")
+    apscheduler.handlers[:] = [handler]
+    apscheduler.setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
+    apscheduler.propagate = False
 
 
 def _fail(message: str, status: int = EXIT_USAGE) -> int:
@@ -360,6 +390,13 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from tagwatch.config import default_config_path
+    from tagwatch.daemon import Daemon
+
+    return Daemon(args.config or default_config_path()).run()
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from tagwatch.config import check_secrets
 
@@ -435,9 +472,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "-v", "--verbose", action="count", default=0, help="log more (-v: info, -vv: debug)"
         )
+        p.add_argument(
+            "--log-format",
+            choices=["auto", "text", "journal", "json"],
+            default="auto",
+            help="log lines as text with timestamps, journald lines (<N> priority, no "
+            "timestamp), or JSON objects; auto: journal under systemd, else text",
+        )
         p.set_defaults(func=func)
         return p
 
+    command("run", cmd_run, "the daemon: scheduled checks, metrics, alerts (SIGHUP reloads)")
     p = command("check", cmd_check, "check every watch and pin once: resolve, record, alert")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument(
@@ -474,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, quiet_default=args.command != "run", log_format=args.log_format)
     from tagwatch.errors import ConfigError, ReferenceError_, StoreError, TagwatchError
 
     try:

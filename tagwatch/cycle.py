@@ -77,6 +77,7 @@ class CycleReport:
     sent: int = 0
     send_failures: int = 0
     error: str | None = None  # a cycle-level failure (the database), not a target's
+    abandoned: bool = False  # stopped half-way by a shutdown: nothing was recorded
 
     @property
     def failed(self) -> bool:
@@ -171,7 +172,11 @@ def run_bounded(
     return results  # type: ignore[return-value]
 
 
-def _observe(client: RegistryClient, ref: ImageRef, known: Resolved | None) -> Observation:
+def _observe(
+    client: RegistryClient, ref: ImageRef, known: Resolved | None, abort: threading.Event | None
+) -> Observation:
+    if abort is not None and abort.is_set():
+        return Failed("abandoned: tagwatch is stopping", "abandoned")
     try:
         return client.resolve(ref, known)
     except NotFound as exc:
@@ -232,11 +237,13 @@ def run_cycle(
     hold_alerts: bool = False,
     targets: Sequence[Target] | None = None,
     slots: threading.Semaphore | None = None,
+    abort: threading.Event | None = None,
 ) -> CycleReport:
     """Check every target once (or `targets`), record, and deliver alerts.
 
     `slots` is shared by cycles that run at the same time (the daemon's per-registry jobs), so
-    that `concurrency` bounds the requests in flight across all of them."""
+    that `concurrency` bounds the requests in flight across all of them. Once `abort` is set
+    (the daemon is stopping) no new request starts and nothing of the cycle is recorded."""
     settings = config.settings
     policy = Policy(settings.first_check_notify, settings.error_after)
     targets = list(config.targets if targets is None else targets)
@@ -257,7 +264,10 @@ def run_cycle(
     caps = registry_caps(config)
     keys = list(refs)
     observed = run_bounded(
-        [(refs[k].registry, partial(_observe, client, refs[k], _known(tags.get(k)))) for k in keys],
+        [
+            (refs[k].registry, partial(_observe, client, refs[k], _known(tags.get(k)), abort))
+            for k in keys
+        ],
         settings.concurrency,
         caps,
         slots=slots,
@@ -359,7 +369,12 @@ def run_cycle(
             TargetResult(target, obs, decision.target, decision.events, decision.moved)
         )
 
-    # 5. record everything in one transaction.
+    # 5. record everything in one transaction, unless the cycle was abandoned half-way: a
+    #    request cut short by a shutdown is not a failed check.
+    if abort is not None and abort.is_set():
+        report.abandoned = True
+        report.finished = clock()
+        return report
     try:
         store.record(now, observations, changes, events, routes, hold=hold_alerts)
     except StoreError as exc:
@@ -377,4 +392,3 @@ def run_cycle(
             report.error = str(exc)
     report.finished = clock()
     return report
-

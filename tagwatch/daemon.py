@@ -1,0 +1,408 @@
+"""`tagwatch run`: the check cycle on a schedule, with metrics, reloads and systemd.
+
+Threads and who owns what:
+
+* The **main thread** loads the config, starts everything, then waits for signals: SIGHUP
+  reloads, SIGTERM/SIGINT stop. It also sends systemd's watchdog pings, so a wedged main
+  loop or a dead scheduler gets the service restarted.
+* **APScheduler** (3.x, `BackgroundScheduler`) runs one job per registry and interval: the
+  tags of one registry are checked together (one token per repository, one connection
+  pool), and a slow registry only delays its own job. `max_instances=1` and `coalesce`
+  mean a long cycle or a suspended host never piles runs up; a run that is late by up to
+  one interval still runs. A tag is always in exactly one job (its targets' shortest
+  interval wins), so no tag is ever checked twice at once.
+* Each job runs `cycle.run_cycle` over its targets, sharing the daemon's registry client
+  (its token cache outlives cycles), the store and a semaphore that keeps `concurrency`
+  global across jobs.
+* The **metrics server** answers on its own thread and reads state from the store at
+  scrape time.
+
+A reload builds the new configuration completely (config, secrets, client, notifier) before
+anything changes; if any of it fails, the old configuration keeps running and the error is
+logged. Recorded state is keyed by target, so it survives reloads and restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+from tagwatch.config import Config, check_secrets, load_config
+from tagwatch.core.durations import format_duration
+from tagwatch.core.model import Kind, Target
+from tagwatch.cycle import CycleReport, run_cycle, utcnow
+from tagwatch.errors import TagwatchError
+from tagwatch.metrics import Metrics, MetricsServer, StateRow, state_rows
+from tagwatch.notify import Notifier
+from tagwatch.registry.client import RegistryClient, client_for
+from tagwatch.sdnotify import Notifier as Systemd
+from tagwatch.store import Store, TagKey, format_time
+
+__all__ = ["Daemon", "JobPlan", "plan_jobs"]
+
+log = logging.getLogger("tagwatch.daemon")
+
+STOP_GRACE = 5.0  # seconds a stopping daemon waits for running cycles before abandoning them
+
+
+@dataclass(frozen=True, slots=True)
+class JobPlan:
+    id: str
+    registry: str
+    interval: float
+    targets: tuple[Target, ...]
+
+
+def plan_jobs(config: Config) -> dict[str, JobPlan]:
+    """One job per (registry, interval). A tag named by several targets is checked at the
+    shortest of their intervals, in one job."""
+    default = config.settings.interval
+    tag_interval: dict[TagKey, float] = {}
+    for target in config.targets:
+        interval = target.interval or default
+        tag_interval[target.tag_key] = min(interval, tag_interval.get(target.tag_key, interval))
+    groups: dict[tuple[str, float], list[Target]] = {}
+    for target in config.targets:
+        groups.setdefault((target.ref.registry, tag_interval[target.tag_key]), []).append(target)
+    plans = {}
+    for (registry, interval), targets in groups.items():
+        job_id = f"{registry} every {format_duration(interval)}"
+        plans[job_id] = JobPlan(job_id, registry, interval, tuple(targets))
+    return plans
+
+
+@dataclass
+class _Runtime:
+    """Everything built from one configuration. Replaced whole on reload; the old one is
+    closed once the cycles still using it are done."""
+
+    config: Config
+    client: RegistryClient
+    notifier: Notifier | None
+    jobs: dict[str, JobPlan]
+    users: int = 0
+    retired: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def acquire(self) -> None:
+        with self.lock:
+            self.users += 1
+
+    def release(self) -> None:
+        with self.lock:
+            self.users -= 1
+            done = self.retired and self.users == 0
+        if done:
+            self.client.close()
+
+    def retire(self) -> None:
+        with self.lock:
+            self.retired = True
+            done = self.users == 0
+        if done:
+            self.client.close()
+
+
+class Daemon:
+    def __init__(
+        self,
+        config_path: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.config_path = config_path
+        self.env = os.environ if env is None else env
+        self.clock = clock
+        self.systemd = Systemd(self.env)
+        self._wake = threading.Event()
+        self._signals: deque[int] = deque()
+        self._abort = threading.Event()
+        self._in_flight: set[TagKey] = set()
+        self._flight_lock = threading.Lock()
+        self._running_jobs = 0
+        self._idle = threading.Condition()
+        self._done: dict[str, float] = {}  # job id -> monotonic end of its last cycle
+        self._since: dict[str, float] = {}  # job id -> monotonic time it was scheduled
+        self._last_report: dict[str, CycleReport] = {}
+        self.server: MetricsServer | None = None
+
+    # --- start and stop ---------------------------------------------------------------------
+
+    def run(self) -> int:
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        config = self._load()  # a ConfigError here is exit status 2
+        self.store = Store(config.settings.database)
+        self.metrics = Metrics(rows=self._state_rows)
+        self.runtime = self._build(config)
+        self.metrics.interval.set(config.settings.interval)
+        self.slots = threading.BoundedSemaphore(config.settings.concurrency)
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(max_workers=64)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+        )
+        self._schedule({}, self.runtime.jobs, config)
+        if config.metrics_listen:
+            try:
+                self.server = MetricsServer(config.metrics_listen, self.metrics, self.health)
+            except OSError as exc:
+                raise TagwatchError(
+                    f"{config.path}: metrics.listen: cannot listen on {config.metrics_listen}: "
+                    f"{exc.strerror or exc}"
+                ) from None
+            self.server.start()
+        previous = self._install_signals()
+        self.scheduler.start()
+        watches = sum(1 for t in config.targets if t.kind is Kind.WATCH)
+        log.info(
+            "tagwatch started: %d watches, %d pins, %d jobs, every %s; metrics %s; database %s",
+            watches,
+            len(config.targets) - watches,
+            len(self.runtime.jobs),
+            format_duration(config.settings.interval),
+            f"http://{self.server.address}/metrics" if self.server else "off",
+            config.settings.database,
+        )
+        self.systemd.ready(self.status_line())
+        try:
+            self._loop()
+        finally:
+            self._shutdown(previous)
+        return 0
+
+    def _loop(self) -> None:
+        watchdog = self.systemd.watchdog_interval
+        while True:
+            self._wake.wait(watchdog if watchdog else None)
+            self._wake.clear()
+            while self._signals:
+                signum = self._signals.popleft()
+                if signum == signal.SIGHUP:
+                    self.reload()
+                else:
+                    log.info("%s: stopping", signal.Signals(signum).name)
+                    return
+            if watchdog and self.scheduler.running:
+                self.systemd.watchdog()
+
+    def _install_signals(self) -> dict[int, Any]:
+        previous: dict[int, Any] = {}
+        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, self._on_signal)
+        return previous
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals.append(signum)
+        self._wake.set()
+
+    def request(self, signum: int) -> None:
+        """Ask the main loop to act as on a signal (for embedding and tests)."""
+        self._on_signal(signum, None)
+
+    def _shutdown(self, previous: Mapping[int, Any]) -> None:
+        self.systemd.stopping()
+        self.scheduler.shutdown(wait=False)
+        deadline = time.monotonic() + STOP_GRACE
+        with self._idle:
+            while self._running_jobs and time.monotonic() < deadline:
+                self._idle.wait(deadline - time.monotonic())
+            running = self._running_jobs
+        if running:
+            log.warning("abandoning %d running cycle(s); nothing from them is recorded", running)
+            self._abort.set()
+            self.runtime.client.close()  # in-flight requests fail at once
+            with self._idle:
+                self._idle.wait_for(lambda: self._running_jobs == 0, timeout=STOP_GRACE)
+        if self.server is not None:
+            self.server.close()
+        self.runtime.retire()
+        self.store.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        log.info("tagwatch stopped")
+
+    # --- configuration ----------------------------------------------------------------------
+
+    def _load(self) -> Config:
+        config = load_config(self.config_path, self.env)
+        check_secrets(config, self.env)
+        return config
+
+    def _build(self, config: Config) -> _Runtime:
+        notifier = Notifier(config.notify, self.store, self.env) if config.notify else None
+        client = client_for(config, observer=self.metrics.observe_request)
+        return _Runtime(config, client, notifier, plan_jobs(config))
+
+    def reload(self) -> bool:
+        """Apply the config file again; on any error keep the running configuration."""
+        self.systemd.reloading()
+        old = self.runtime
+        try:
+            config = self._load()
+            new = self._build(config)
+        except TagwatchError as exc:
+            log.error("reload refused, still running the previous configuration: %s", exc)
+            self.systemd.ready(self.status_line())
+            return False
+        for key, now_, before in (
+            ("database", config.settings.database, old.config.settings.database),
+            ("metrics.listen", config.metrics_listen, old.config.metrics_listen),
+        ):
+            if now_ != before:
+                log.warning(
+                    "%s changed (%s -> %s): takes effect at the next restart", key, before, now_
+                )
+        if config.settings.concurrency != old.config.settings.concurrency:
+            self.slots = threading.BoundedSemaphore(config.settings.concurrency)
+        self.metrics.interval.set(config.settings.interval)
+        self.runtime = new
+        self._schedule(old.jobs, new.jobs, config, old.config)
+        old.retire()
+        before_keys = {t.key for t in old.config.targets}
+        after_keys = {t.key for t in config.targets}
+        log.info(
+            "reloaded %s: %d targets (%d added, %d removed), %d jobs",
+            self.config_path,
+            len(after_keys),
+            len(after_keys - before_keys),
+            len(before_keys - after_keys),
+            len(new.jobs),
+        )
+        self.systemd.ready(self.status_line())
+        return True
+
+    def _schedule(
+        self,
+        old: Mapping[str, JobPlan],
+        new: Mapping[str, JobPlan],
+        config: Config,
+        old_config: Config | None = None,
+    ) -> None:
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        jitter = config.settings.jitter
+        jitter_changed = old_config is not None and old_config.settings.jitter != jitter
+        now = datetime.now(UTC)
+        for job_id in old.keys() - new.keys():
+            self.scheduler.remove_job(job_id)
+            self._done.pop(job_id, None)
+            self._since.pop(job_id, None)
+        for job_id, plan in new.items():
+            trigger = IntervalTrigger(seconds=plan.interval, jitter=jitter or None, timezone=UTC)
+            if job_id not in old:
+                self.scheduler.add_job(
+                    self._run_job,
+                    trigger,
+                    args=[job_id],
+                    id=job_id,
+                    name=job_id,
+                    next_run_time=now,  # a first cycle at start, and at once for new jobs
+                    misfire_grace_time=max(1, int(plan.interval)),
+                )
+                self._since[job_id] = time.monotonic()
+            elif jitter_changed:
+                self.scheduler.reschedule_job(job_id, trigger=trigger)
+
+    # --- one scheduled cycle ----------------------------------------------------------------
+
+    def _run_job(self, job_id: str) -> None:
+        runtime = self.runtime
+        plan = runtime.jobs.get(job_id)
+        if plan is None or self._abort.is_set():
+            return
+        with self._flight_lock:
+            # A reload may have moved a tag to another job that is running right now.
+            mine = {t.tag_key for t in plan.targets} - self._in_flight
+            self._in_flight |= mine
+        with self._idle:
+            self._running_jobs += 1
+        runtime.acquire()
+        started = time.monotonic()
+        try:
+            report = run_cycle(
+                runtime.config,
+                self.store,
+                runtime.client,
+                runtime.notifier,
+                clock=self.clock,
+                targets=[t for t in plan.targets if t.tag_key in mine],
+                slots=self.slots,
+                abort=self._abort,
+            )
+            self._finished(job_id, report, time.monotonic() - started)
+        except Exception:  # noqa: BLE001 - a bug in one cycle must not stop the daemon
+            log.exception("cycle %s failed unexpectedly", job_id)
+        finally:
+            runtime.release()
+            with self._flight_lock:
+                self._in_flight -= mine
+            with self._idle:
+                self._running_jobs -= 1
+                self._idle.notify_all()
+
+    def _finished(self, job_id: str, report: CycleReport, seconds: float) -> None:
+        if report.abandoned:
+            return
+        self._last_report[job_id] = report
+        self._done[job_id] = time.monotonic()
+        events = [e.kind.value for r in report.results for e in r.events]
+        finished = (report.finished or report.started).timestamp()
+        self.metrics.observe_cycle(seconds, report.failed, events, finished)
+        for _ in range(report.sent):
+            self.metrics.observe_delivery(True)
+        for _ in range(report.send_failures):
+            self.metrics.observe_delivery(False)
+        failed = sum(1 for r in report.results if r.failed)
+        summary = (
+            f"cycle {job_id}: {len(report.results)} checked, "
+            f"{sum(1 for r in report.results if r.moved)} moved, {failed} failed, "
+            f"{len(events)} events, {report.sent} alerts sent in {seconds:.2f}s"
+        )
+        if report.error:
+            log.error("cycle %s: %s", job_id, report.error)
+        elif failed or events or report.send_failures:
+            log.info("%s", summary)
+        else:
+            log.debug("%s", summary)
+        self.systemd.status(self.status_line())
+
+    # --- what the outside sees ----------------------------------------------------------------
+
+    def _state_rows(self) -> list[StateRow]:
+        return state_rows(self.runtime.config.targets, self.store.status_rows())
+
+    def health(self) -> tuple[bool, str]:
+        """Healthy while every job completed a cycle within twice its interval (counted from
+        its scheduling until the first cycle completes)."""
+        now = time.monotonic()
+        late = []
+        for job_id, plan in self.runtime.jobs.items():
+            last = self._done.get(job_id, self._since.get(job_id, now))
+            if now - last > 2 * plan.interval + self.runtime.config.settings.jitter:
+                late.append(f"{job_id} (last cycle {format_duration(now - last)} ago)")
+        if late:
+            return False, "no completed cycle within twice the interval: " + ", ".join(late)
+        return True, "ok: " + self.status_line()
+
+    def status_line(self) -> str:
+        config = self.runtime.config
+        reports = list(self._last_report.values())
+        failing = sum(1 for r in reports for x in r.results if x.failed)
+        last = max((r.finished for r in reports if r.finished), default=None)
+        when = format_time(last) if last else "none yet"
+        return (
+            f"{len(config.targets)} targets on {len({t.ref.registry for t in config.targets})} "
+            f"registries; last cycle {when}; {failing} failing"
+        )

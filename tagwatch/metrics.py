@@ -1,0 +1,396 @@
+"""The Prometheus edge: what tagwatch exports, and the HTTP endpoint that serves it.
+
+Two kinds of series:
+
+* Process-wide counters and histograms (requests, cycles, events, notifications) live in
+  prometheus_client objects, created at start with every known label value set to 0, so
+  that `rate()` and `increase()` work from the first scrape.
+* Per-target series (`tagwatch_tag_*`, `tagwatch_pin_*`, `tagwatch_target_*`) come from a
+  custom collector that reads the current state at scrape time: a target removed from the
+  config disappears from the next scrape, and nothing is kept in memory twice.
+
+Digests appear only as a label of `tagwatch_tag_info`, whose value is always 1, so each move
+adds exactly one new series.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from tagwatch import __version__
+from tagwatch.core.model import EventKind, Kind, Target
+from tagwatch.store import parse_time
+
+__all__ = ["Metrics", "MetricsServer", "StateRow", "parse_listen", "parse_ratelimit"]
+
+log = logging.getLogger("tagwatch.metrics")
+
+EVENT_KINDS = [e.value for e in EventKind if e not in (EventKind.TEST, EventKind.FIRST_SEEN)]
+REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+CYCLE_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+
+def parse_ratelimit(value: str | None) -> float | None:
+    """`76;w=21600` (Docker Hub) or `76` -> 76.0; None when absent or unreadable."""
+    if not value:
+        return None
+    head = value.split(",", 1)[0].split(";", 1)[0].strip()
+    try:
+        return float(head)
+    except ValueError:
+        return None
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`127.0.0.1:9479`, `[::1]:9479`, `:9479` (every address) -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bad listen address {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9479")
+    host = host.strip("[]")
+    return host, int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class StateRow:
+    """What the collector needs about one target: its config and its stored status row."""
+
+    target: Target
+    row: Mapping[str, Any] | None
+
+
+def _ts(text: str | None) -> float | None:
+    when = parse_time(text)
+    return when.timestamp() if when is not None else None
+
+
+class _StateCollector:
+    """Per-target series, built from `rows()` at every scrape."""
+
+    def __init__(self, rows: Callable[[], Sequence[StateRow]], clock: Callable[[], float]):
+        self._rows = rows
+        self._clock = clock
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # built at scrape time; nothing to check at registration
+
+    def collect(self) -> Iterator[Metric]:
+        rows = self._rows()
+        now = self._clock()
+        tag_labels = ["image", "tag"]
+        pin_labels = ["image", "tag", "pinned"]
+        target_labels = ["kind", "image", "tag", "pinned"]
+        info = GaugeMetricFamily(
+            "tagwatch_tag_info",
+            "The digest the tag resolves to now (value is always 1).",
+            labels=[*tag_labels, "digest"],
+        )
+        changed = GaugeMetricFamily(
+            "tagwatch_tag_changed_timestamp_seconds",
+            "When the tag last moved (first sight if never).",
+            labels=tag_labels,
+        )
+        checked = GaugeMetricFamily(
+            "tagwatch_tag_checked_timestamp_seconds",
+            "Last successful check of the tag.",
+            labels=tag_labels,
+        )
+        changes = CounterMetricFamily(
+            "tagwatch_tag_changes", "Moves of the tag seen by tagwatch.", labels=tag_labels
+        )
+        success = GaugeMetricFamily(
+            "tagwatch_tag_check_success",
+            "Whether the last check of the tag succeeded (0/1).",
+            labels=tag_labels,
+        )
+        present = GaugeMetricFamily(
+            "tagwatch_tag_present",
+            "0 when the registry says the tag does not exist (vanished), else 1.",
+            labels=tag_labels,
+        )
+        stale = GaugeMetricFamily(
+            "tagwatch_pin_stale", "Whether the pin is stale (0/1).", labels=pin_labels
+        )
+        behind = GaugeMetricFamily(
+            "tagwatch_pin_behind_seconds",
+            "How long the pin has been behind (0 when current).",
+            labels=pin_labels,
+        )
+        state = GaugeMetricFamily(
+            "tagwatch_target_state",
+            "The state of each watch and pin (value is always 1; the state is a label).",
+            labels=[*target_labels, "state"],
+        )
+        failures = GaugeMetricFamily(
+            "tagwatch_target_consecutive_failures", "Failed checks in a row.", labels=target_labels
+        )
+        targets = {Kind.WATCH.value: 0, Kind.PIN.value: 0}
+        tags_done: set[tuple[str, str]] = set()
+        for item in rows:
+            target, row = item.target, item.row
+            image, tag = target.ref.name, target.tag
+            pinned = target.pinned or ""
+            targets[target.kind.value] += 1
+            if row is None:
+                continue  # not checked yet: no series rather than made-up values
+            if row.get("state"):
+                state.add_metric([target.kind.value, image, tag, pinned, row["state"]], 1)
+            failures.add_metric(
+                [target.kind.value, image, tag, pinned], float(row.get("fail_count") or 0)
+            )
+            if target.kind is Kind.PIN:
+                is_stale = row.get("state") == "stale"
+                stale.add_metric([image, tag, pinned], 1.0 if is_stale else 0.0)
+                since = _ts(row.get("behind_since"))
+                behind.add_metric([image, tag, pinned], max(0.0, now - since) if since else 0.0)
+            if (image, tag) in tags_done:
+                continue
+            tags_done.add((image, tag))
+            if row.get("digest") and row.get("present"):
+                info.add_metric([image, tag, row["digest"]], 1)
+            when = _ts(row.get("changed_at") or row.get("first_seen"))
+            if when is not None and row.get("digest"):
+                changed.add_metric([image, tag], when)
+            last = _ts(row.get("checked_at"))
+            if last is not None:
+                checked.add_metric([image, tag], last)
+            changes.add_metric([image, tag], float(row.get("changes") or 0))
+            success.add_metric([image, tag], 0.0 if row.get("error") else 1.0)
+            present.add_metric([image, tag], 1.0 if row.get("present") else 0.0)
+        count = GaugeMetricFamily(
+            "tagwatch_targets", "Configured watches and pins.", labels=["kind"]
+        )
+        for kind, n in targets.items():
+            count.add_metric([kind], n)
+        yield from (
+            count,
+            info,
+            changed,
+            checked,
+            changes,
+            success,
+            present,
+            state,
+            failures,
+            stale,
+            behind,
+        )
+
+
+class Metrics:
+    """Every tagwatch metric, in its own registry (no global state: tests make several)."""
+
+    def __init__(
+        self,
+        rows: Callable[[], Sequence[StateRow]] = list,
+        clock: Callable[[], float] = lambda: datetime.now(UTC).timestamp(),
+    ) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` doubles output
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        r = self.registry
+        Gauge(
+            "tagwatch_build_info",
+            "tagwatch's version (value is always 1).",
+            ["version"],
+            registry=r,
+        ).labels(__version__).set(1)
+        self.interval = Gauge(
+            "tagwatch_interval_seconds",
+            "The configured check interval ([tagwatch] interval).",
+            registry=r,
+        )
+        self.requests = Counter(
+            "tagwatch_registry_requests",
+            "HTTP requests to registries, by status code ('error' when no answer came).",
+            ["registry", "method", "code"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "tagwatch_registry_request_duration_seconds",
+            "Registry request latency.",
+            ["registry"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.ratelimit_remaining = Gauge(
+            "tagwatch_registry_ratelimit_remaining",
+            "Requests left in the registry's rate-limit window (ratelimit-remaining).",
+            ["registry"],
+            registry=r,
+        )
+        self.ratelimit_limit = Gauge(
+            "tagwatch_registry_ratelimit_limit",
+            "The registry's rate limit per window (ratelimit-limit).",
+            ["registry"],
+            registry=r,
+        )
+        self.cycle_duration = Histogram(
+            "tagwatch_cycle_duration_seconds",
+            "Duration of one check cycle.",
+            buckets=CYCLE_BUCKETS,
+            registry=r,
+        )
+        self.last_cycle = Gauge(
+            "tagwatch_last_cycle_timestamp_seconds", "End of the last completed cycle.", registry=r
+        )
+        self.cycles = Counter(
+            "tagwatch_cycles",
+            "Completed check cycles: 'ok' when every check worked.",
+            ["result"],
+            registry=r,
+        )
+        self.events = Counter("tagwatch_events", "Events decided, by kind.", ["event"], registry=r)
+        self.notifications = Counter(
+            "tagwatch_notifications", "Alert deliveries, by result.", ["result"], registry=r
+        )
+        for result in ("ok", "failed"):
+            self.cycles.labels(result)
+        for kind in EVENT_KINDS:
+            self.events.labels(kind)
+        for result in ("sent", "failed"):
+            self.notifications.labels(result)
+        r.register(_StateCollector(rows, clock))
+        self._lock = threading.Lock()
+        self._last_finished = 0.0
+
+    def observe_request(
+        self, registry: str, method: str, code: str, seconds: float, headers: Any
+    ) -> None:
+        """The registry client's observer: one call per HTTP request."""
+        self.requests.labels(registry, method, code).inc()
+        self.request_duration.labels(registry).observe(seconds)
+        if headers is not None:
+            remaining = parse_ratelimit(headers.get("ratelimit-remaining"))
+            if remaining is not None:
+                self.ratelimit_remaining.labels(registry).set(remaining)
+            limit = parse_ratelimit(headers.get("ratelimit-limit"))
+            if limit is not None:
+                self.ratelimit_limit.labels(registry).set(limit)
+
+    def observe_cycle(
+        self, seconds: float, failed: bool, events: Iterable[str], finished: float
+    ) -> None:
+        self.cycle_duration.observe(seconds)
+        self.cycles.labels("failed" if failed else "ok").inc()
+        for kind in events:
+            if kind in EVENT_KINDS:
+                self.events.labels(kind).inc()
+        with self._lock:  # cycles of several registries end in any order
+            if finished > self._last_finished:
+                self._last_finished = finished
+                self.last_cycle.set(finished)
+
+    def observe_delivery(self, ok: bool) -> None:
+        self.notifications.labels("sent" if ok else "failed").inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsServer:
+    """`/metrics`, `/healthz` and a small index page, on a thread of its own."""
+
+    def __init__(
+        self, listen: str, metrics: Metrics, health: Callable[[], tuple[bool, str]]
+    ) -> None:
+        host, port = parse_listen(listen)
+        handler = _handler(metrics, health)
+
+        class Server(ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            daemon_threads = True
+
+        self.server = Server((host, port), handler)
+        self.address = f"{listen.rpartition(':')[0]}:{self.server.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self.server.serve_forever,
+            name="metrics",
+            kwargs={"poll_interval": 3600},
+            daemon=True,
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        # serve_forever() sleeps in select() for up to poll_interval (an hour: no idle
+        # polling); a connection of our own wakes it up to see the shutdown request.
+        stopper = threading.Thread(target=self.server.shutdown, name="metrics-stop")
+        stopper.start()
+        host, port = str(self.server.server_address[0]), int(self.server.server_address[1])
+        while stopper.is_alive():
+            with contextlib.suppress(OSError):
+                socket.create_connection((host, port), timeout=1).close()
+            stopper.join(0.2)
+        self.server.server_close()
+
+
+def _handler(metrics: Metrics, health: Callable[[], tuple[bool, str]]) -> type:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = f"tagwatch/{__version__}"
+
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                try:
+                    body = metrics.exposition()
+                except Exception as exc:  # noqa: BLE001 - a scrape must get an answer
+                    log.error("metrics: %s", exc)
+                    self._send(500, b"metrics failed\n", "text/plain; charset=utf-8")
+                    return
+                self._send(200, body, CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                ok, why = health()
+                self._send(200 if ok else 503, (why + "\n").encode(), "text/plain; charset=utf-8")
+            elif path == "/":
+                page = (
+                    b"<html><head><title>tagwatch</title></head><body><h1>tagwatch</h1>"
+                    b"<p><a href='/metrics'>metrics</a> <a href='/healthz'>healthz</a>"
+                    b"</p></body></html>\n"
+                )
+                self._send(200, page, "text/html; charset=utf-8")
+            else:
+                self._send(404, b"not found\n", "text/plain; charset=utf-8")
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self.do_GET()
+
+        def _send(self, code: int, body: bytes, content_type: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            log.debug("metrics: %s", format % args)
+
+    return Handler
+
+
+def state_rows(targets: Sequence[Target], rows: Sequence[Mapping[str, Any]]) -> list[StateRow]:
+    """Pair each configured target with its stored status row (by key)."""
+    by_key = {row["key"]: row for row in rows}
+    return [StateRow(t, by_key.get(t.key)) for t in targets]
