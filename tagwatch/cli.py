@@ -394,7 +394,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tagwatch.config import default_config_path
     from tagwatch.daemon import Daemon
 
-    return Daemon(args.config or default_config_path()).run()
+    daemon = Daemon(args.config or default_config_path())
+    code = daemon.run()
+    if daemon.stuck:
+        # Everything is recorded and closed; only threads blocked in a registry read (up
+        # to `timeout`) remain, and Python would wait for them at exit. Don't.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(code)
+    return code
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -135,6 +135,7 @@ class Daemon:
         self._since: dict[str, float] = {}  # job id -> monotonic time it was scheduled
         self._last_report: dict[str, CycleReport] = {}
         self.server: MetricsServer | None = None
+        self.stuck = 0  # cycles still blocked in a request after the stop: see cli.cmd_run
 
     # --- start and stop ---------------------------------------------------------------------
 
@@ -146,7 +147,8 @@ class Daemon:
         self.store = Store(config.settings.database)
         self.metrics = Metrics(rows=self._state_rows)
         self.runtime = self._build(config)
-        self.metrics.interval.set(config.settings.interval)
+        self.metrics.interval.set(max((p.interval for p in self.runtime.jobs.values()),
+                                      default=config.settings.interval))
         self.slots = threading.BoundedSemaphore(config.settings.concurrency)
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -222,9 +224,10 @@ class Daemon:
         if running:
             log.warning("abandoning %d running cycle(s); nothing from them is recorded", running)
             self._abort.set()
-            self.runtime.client.close()  # in-flight requests fail at once
+            self.runtime.client.close()  # idle connections go; a blocked read may not
             with self._idle:
-                self._idle.wait_for(lambda: self._running_jobs == 0, timeout=STOP_GRACE)
+                self._idle.wait_for(lambda: self._running_jobs == 0, timeout=1.0)
+                self.stuck = self._running_jobs
         if self.server is not None:
             self.server.close()
         self.runtime.retire()
@@ -266,7 +269,8 @@ class Daemon:
                 )
         if config.settings.concurrency != old.config.settings.concurrency:
             self.slots = threading.BoundedSemaphore(config.settings.concurrency)
-        self.metrics.interval.set(config.settings.interval)
+        self.metrics.interval.set(max((p.interval for p in new.jobs.values()),
+                                      default=config.settings.interval))
         self.runtime = new
         self._schedule(old.jobs, new.jobs, config, old.config)
         old.retire()

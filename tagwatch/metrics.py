@@ -130,6 +130,11 @@ class _StateCollector:
         stale = GaugeMetricFamily(
             "tagwatch_pin_stale", "Whether the pin is stale (0/1).", labels=pin_labels
         )
+        missing = GaugeMetricFamily(
+            "tagwatch_pin_missing",
+            "Whether the pinned digest no longer exists upstream (0/1; checked while behind).",
+            labels=pin_labels,
+        )
         behind = GaugeMetricFamily(
             "tagwatch_pin_behind_seconds",
             "How long the pin has been behind (0 when current).",
@@ -160,6 +165,7 @@ class _StateCollector:
             if target.kind is Kind.PIN:
                 is_stale = row.get("state") == "stale"
                 stale.add_metric([image, tag, pinned], 1.0 if is_stale else 0.0)
+                missing.add_metric([image, tag, pinned], 1.0 if row.get("pin_missing") else 0.0)
                 since = _ts(row.get("behind_since"))
                 behind.add_metric([image, tag, pinned], max(0.0, now - since) if since else 0.0)
             if (image, tag) in tags_done:
@@ -192,6 +198,7 @@ class _StateCollector:
             state,
             failures,
             stale,
+            missing,
             behind,
         )
 
@@ -217,7 +224,7 @@ class Metrics:
         ).labels(__version__).set(1)
         self.interval = Gauge(
             "tagwatch_interval_seconds",
-            "The configured check interval ([tagwatch] interval).",
+            "The longest check interval of any watch or pin.",
             registry=r,
         )
         self.requests = Counter(

@@ -1,0 +1,330 @@
+"""`tagwatch run` as systemd runs it: a subprocess with NOTIFY_SOCKET and WATCHDOG_USEC,
+against the real registry, scraped over HTTP, reloaded with SIGHUP and stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from regharness import Pusher, Registry, free_port, unique_repo
+from sinks import WebhookSink
+
+from tagwatch.config import load_config
+from tagwatch.daemon import plan_jobs
+from tagwatch.sdnotify import Notifier as Systemd
+
+pytestmark = pytest.mark.integration
+
+
+class NotifySocket:
+    """A stand-in for systemd's notification socket (abstract, as systemd uses)."""
+
+    def __init__(self) -> None:
+        self.name = f"@tagwatch-test-{uuid.uuid4().hex[:12]}"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind("\0" + self.name[1:])
+        self.sock.settimeout(0.2)
+        self.messages: list[str] = []
+
+    def poll(self) -> list[str]:
+        while True:
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except (TimeoutError, BlockingIOError):
+                return self.messages
+
+    def wait_for(self, text: str, timeout: float = 15.0, after: int = 0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self.poll()[after:]:
+                if text in message:
+                    return message
+        raise AssertionError(f"no {text!r} from the daemon; got {self.messages[after:]}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Daemon:
+    def __init__(self, config: Path, notify: NotifySocket, port: int) -> None:
+        self.config, self.notify, self.port = config, notify, port
+        self.log = config.with_suffix(".log")
+        env = dict(os.environ, NOTIFY_SOCKET=notify.name, WATCHDOG_USEC="1000000")
+        env.pop("INVOCATION_ID", None)
+        env.pop("JOURNAL_STREAM", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tagwatch", "run", "-c", str(config), "-v"],
+            env=env, stdout=subprocess.DEVNULL, stderr=self.log.open("w"))
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=5)
+
+    def metrics(self) -> str:
+        return self.get("/metrics").text
+
+    def wait_metric(self, predicate: Callable[[str], bool], timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            text = self.metrics()
+            if predicate(text):
+                return text
+            time.sleep(0.2)
+        raise AssertionError(f"metrics never matched; last:\n{text}\nlog:\n{self.log.read_text()}")
+
+    def stop(self) -> tuple[int, float]:
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=20)
+        return code, time.monotonic() - started
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def notify() -> Iterator[NotifySocket]:
+    sock = NotifySocket()
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        daemon.kill()
+
+
+def config_text(tmp_path: Path, port: int, body: str, interval: str = "1s",
+                timeout: str = "3s") -> str:
+    return textwrap.dedent(f"""\
+        [tagwatch]
+        database = "{tmp_path / 'tagwatch.db'}"
+        interval = "{interval}"
+        jitter = "0s"
+        timeout = "{timeout}"
+        [metrics]
+        listen = "127.0.0.1:{port}"
+        """) + textwrap.dedent(body)
+
+
+def series(text: str, name: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(name + "{") or
+            line.startswith(name + " ")]
+
+
+def test_run_reload_and_stop(registry_anonymous: Registry, tmp_path: Path, notify: NotifySocket,
+                             webhook: WebhookSink, daemons: list[Daemon]) -> None:
+    registry, push = registry_anonymous, Pusher(registry_anonymous)
+    app, base, extra = unique_repo("app"), unique_repo("base"), unique_repo("extra")
+    push.push_image(app, "1", seed="a1")
+    old = push.push_image(base, "3", seed="old")
+    push.push_image(base, "3", seed="new")
+    push.push_image(extra, "1", seed="x")
+    port = free_port()
+    config = tmp_path / "config.toml"
+    first = config_text(tmp_path, port, f"""
+        [[watch]]
+        image = "{registry.host}/{app}:1"
+        [[pin]]
+        image = "{registry.host}/{base}:3@{old}"
+        max_age = "0s"
+        [[notify]]
+        url = "{webhook.url}"
+        """)
+    config.write_text(first)
+    daemon = Daemon(config, notify, port)
+    daemons.append(daemon)
+
+    ready = notify.wait_for("READY=1")
+    assert "STATUS=2 targets on 1 registries" in ready
+    assert daemon.get("/healthz").status_code == 200
+    text = daemon.wait_metric(lambda t: f'image="{registry.host}/{app}"' in t)
+    # Counters exist from the start, at 0, so rate() works from the first scrape.
+    assert 'tagwatch_notifications_total{result="failed"} 0.0' in text
+    assert 'tagwatch_events_total{event="vanished"} 0.0' in text
+    assert 'tagwatch_build_info{version="' in text
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing (Debian package prometheus)"
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
+                             capture_output=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    webhook.wait_for(1)
+    assert webhook.received[0]["title"] == f"[tagwatch] stale: {registry.host}/{base}:3"
+    notify.wait_for("WATCHDOG=1")
+
+    # The publisher moves app:1: the next cycle alerts and the metrics follow.
+    moved_to = push.push_image(app, "1", seed="a2")
+    webhook.wait_for(2, timeout=10)
+    assert webhook.received[1]["title"] == f"[tagwatch] moved: {registry.host}/{app}:1"
+    text = daemon.wait_metric(lambda t: moved_to in t)
+    assert f'tagwatch_tag_changes_total{{image="{registry.host}/{app}",tag="1"}} 1.0' in text
+
+    # Reload: the pin goes, a watch comes; the pin's series vanish, the watch's appear.
+    mark = len(notify.poll())
+    config.write_text(config_text(tmp_path, port, f"""
+        [[watch]]
+        image = "{registry.host}/{app}:1"
+        [[watch]]
+        image = "{registry.host}/{extra}:1"
+        [[notify]]
+        url = "{webhook.url}"
+        """))
+    daemon.proc.send_signal(signal.SIGHUP)
+    notify.wait_for("RELOADING=1", after=mark)
+    assert "MONOTONIC_USEC=" in notify.wait_for("RELOADING=1", after=mark)
+    notify.wait_for("READY=1", after=mark)
+    text = daemon.wait_metric(lambda t: f'image="{registry.host}/{extra}"' in t)
+    assert series(text, "tagwatch_pin_stale") == []
+    assert f'image="{registry.host}/{base}"' not in text
+    assert 'tagwatch_targets{kind="watch"} 2.0' in text
+
+    # A broken config is refused; the running one carries on.
+    mark = len(notify.poll())
+    config.write_text(first.replace('max_age = "0s"', 'max_age = "soon"'))
+    daemon.proc.send_signal(signal.SIGHUP)
+    notify.wait_for("READY=1", after=mark)
+    log = daemon.log.read_text()
+    assert "reload refused, still running the previous configuration" in log
+    assert "pin[0].max_age: bad duration 'soon'" in log
+    before = daemon.metrics()
+    assert 'tagwatch_targets{kind="watch"} 2.0' in before
+    assert daemon.get("/healthz").status_code == 200
+
+    code, took = daemon.stop()
+    assert code == 0 and took < 5
+    assert any("STOPPING=1" in m for m in notify.poll())
+    assert "tagwatch stopped" in daemon.log.read_text()
+    assert len(webhook.received) == 2  # nothing repeated across cycles and reloads
+
+
+class BlackHole:
+    """A TCP server that accepts connections and never answers: the slowest registry."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self.server.getsockname()[1]}"
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+
+    def close(self) -> None:
+        self.server.close()
+        for conn in self.conns:
+            conn.close()
+
+
+def test_slow_registry_does_not_delay_others_and_stop_abandons_it(
+        registry_anonymous: Registry, tmp_path: Path, notify: NotifySocket,
+        daemons: list[Daemon]) -> None:
+    registry, push = registry_anonymous, Pusher(registry_anonymous)
+    repo = unique_repo("fast")
+    push.push_image(repo, "1", seed="f")
+    hole = BlackHole()
+    try:
+        port = free_port()
+        config = tmp_path / "config.toml"
+        config.write_text(config_text(tmp_path, port, f"""
+            [[watch]]
+            image = "{registry.host}/{repo}:1"
+            [[watch]]
+            image = "{hole.host}/stuck/app:1"
+            """, timeout="30s"))
+        daemon = Daemon(config, notify, port)
+        daemons.append(daemon)
+        notify.wait_for("READY=1")
+        mark = registry.mark()
+        time.sleep(4)
+        heads = [r for r in registry.requests(since=mark, method="HEAD")
+                 if r.path == f"/v2/{repo}/manifests/1"]
+        assert len(heads) >= 3, "the fast registry was held up by the stuck one"
+        health = daemon.get("/healthz")
+        assert health.status_code == 503
+        assert f"{hole.host} every 1s" in health.text
+        code, took = daemon.stop()
+        assert code == 0 and took < 12
+        assert "abandoning 1 running cycle" in daemon.log.read_text()
+    finally:
+        hole.close()
+    status = subprocess.run([sys.executable, "-m", "tagwatch", "status", "--json", "-c",
+                             str(config)], capture_output=True, text=True, check=True)
+    assert '"error": "abandoned' not in status.stdout  # a cut-short cycle records nothing
+
+
+def test_plan_jobs_groups_by_registry_and_interval(tmp_path: Path) -> None:
+    d = "sha256:" + "a" * 64
+    config = tmp_path / "c.toml"
+    config.write_text(textwrap.dedent(f"""\
+        [tagwatch]
+        interval = "15m"
+        [[watch]]
+        image = "ghcr.io/o/app:1"
+        [[pin]]
+        image = "ghcr.io/o/app:1@{d}"
+        interval = "1h"
+        [[watch]]
+        image = "ghcr.io/o/slow:1"
+        interval = "6h"
+        [[watch]]
+        image = "python:3"
+        interval = "5m"
+        [[pin]]
+        image = "python:3@{d}"
+        """))
+    plans = plan_jobs(load_config(config))
+    assert {k: sorted(t.key.split(":", 1)[0] + " " + t.display for t in p.targets)
+            for k, p in plans.items()} == {
+        "ghcr.io every 15m": ["pin ghcr.io/o/app:1", "watch ghcr.io/o/app:1"],
+        "ghcr.io every 6h": ["watch ghcr.io/o/slow:1"],
+        "docker.io every 5m": ["pin docker.io/library/python:3",
+                               "watch docker.io/library/python:3"],
+    }
+    # Every tag is in exactly one job, so no tag is ever checked by two cycles at once.
+    tags = [t.tag_key for p in plans.values() for t in p.targets]
+    assert len({(k, p.id) for p in plans.values() for k in {t.tag_key for t in p.targets}}) \
+        == len(set(tags))
+
+
+@pytest.mark.parametrize("abstract", [True, False])
+def test_sd_notify_datagrams(tmp_path: Path, abstract: bool) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    name = f"@tw-{uuid.uuid4().hex[:8]}" if abstract else str(tmp_path / "notify")
+    sock.bind("\0" + name[1:] if abstract else name)
+    sock.settimeout(2)
+    systemd = Systemd({"NOTIFY_SOCKET": name, "WATCHDOG_USEC": "30000000"})
+    assert systemd.watchdog_interval == 15.0
+    assert systemd.ready("3 targets")
+    assert sock.recv(100) == b"READY=1\nSTATUS=3 targets"
+    assert systemd.reloading()
+    assert sock.recv(100).startswith(b"RELOADING=1\nMONOTONIC_USEC=")
+    assert systemd.watchdog()
+    assert sock.recv(100) == b"WATCHDOG=1"
+    sock.close()
+    off = Systemd({})
+    assert not off.enabled and not off.ready("x") and off.watchdog_interval is None
+    other = Systemd({"NOTIFY_SOCKET": name, "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"})
+    assert other.watchdog_interval is None  # the watchdog is for another process
