@@ -147,8 +147,9 @@ class Daemon:
         self.store = Store(config.settings.database)
         self.metrics = Metrics(rows=self._state_rows)
         self.runtime = self._build(config)
-        self.metrics.interval.set(max((p.interval for p in self.runtime.jobs.values()),
-                                      default=config.settings.interval))
+        self.metrics.interval.set(
+            max((p.interval for p in self.runtime.jobs.values()), default=config.settings.interval)
+        )
         self.slots = threading.BoundedSemaphore(config.settings.concurrency)
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -269,8 +270,9 @@ class Daemon:
                 )
         if config.settings.concurrency != old.config.settings.concurrency:
             self.slots = threading.BoundedSemaphore(config.settings.concurrency)
-        self.metrics.interval.set(max((p.interval for p in new.jobs.values()),
-                                      default=config.settings.interval))
+        self.metrics.interval.set(
+            max((p.interval for p in new.jobs.values()), default=config.settings.interval)
+        )
         self.runtime = new
         self._schedule(old.jobs, new.jobs, config, old.config)
         old.retire()
@@ -368,7 +370,16 @@ class Daemon:
             self.metrics.observe_delivery(True)
         for _ in range(report.send_failures):
             self.metrics.observe_delivery(False)
-        failed = sum(1 for r in report.results if r.failed)
+        failed = 0
+        for result in report.results:
+            if result.failed:
+                failed += 1
+                if result.view.fail_count == 1:  # said once when it starts, not every cycle
+                    log.warning(
+                        "%s: check failed: %s",
+                        result.target.display,
+                        getattr(result.observation, "message", "?"),
+                    )
         summary = (
             f"cycle {job_id}: {len(report.results)} checked, "
             f"{sum(1 for r in report.results if r.moved)} moved, {failed} failed, "
