@@ -20,6 +20,7 @@ from tagwatch.core.durations import parse_duration
 from tagwatch.core.model import DAY, EventKind, Kind, Target
 from tagwatch.core.refs import ImageRef, parse_platform, parse_ref
 from tagwatch.errors import ConfigError, ReferenceError_
+from tagwatch.registry.gate import parse_rate
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -100,6 +101,7 @@ class RegistryConfig:
     insecure: bool = False
     concurrency: int | None = None
     ca_file: str | None = None
+    rate: float | None = None  # requests per second, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +306,17 @@ def _ref(table: _Table, key: str) -> ImageRef:
         raise table.fail(key, str(exc)) from None
 
 
+def _rate(table: _Table) -> float | None:
+    """`rate = "10/s"`: the most requests per second tagwatch sends to the registry."""
+    text = table.string("rate")
+    if text is None:
+        return None
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise table.fail("rate", str(exc)) from None
+
+
 def _own_interval(table: _Table) -> float | None:
     """A watch's or pin's own `interval`, overriding [tagwatch] interval in the daemon."""
     value = table.duration("interval", -1.0)  # registers the key even when absent
@@ -392,6 +405,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
             insecure=table.get("insecure", bool, False),
             concurrency=table.integer("concurrency", None),
             ca_file=ca_file,
+            rate=_rate(table),
         )
         table.finish()
 

@@ -39,6 +39,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from tagwatch import __version__
 from tagwatch.core.model import EventKind, Kind, Target
+from tagwatch.registry.gate import parse_ratelimit_header
 from tagwatch.store import parse_time
 
 __all__ = ["Metrics", "MetricsServer", "StateRow", "parse_listen", "parse_ratelimit"]
@@ -52,13 +53,8 @@ CYCLE_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 def parse_ratelimit(value: str | None) -> float | None:
     """`76;w=21600` (Docker Hub) or `76` -> 76.0; None when absent or unreadable."""
-    if not value:
-        return None
-    head = value.split(",", 1)[0].split(";", 1)[0].strip()
-    try:
-        return float(head)
-    except ValueError:
-        return None
+    parsed = parse_ratelimit_header(value)
+    return parsed[0] if parsed else None
 
 
 def parse_listen(text: str) -> tuple[str, int]:

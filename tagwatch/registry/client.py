@@ -13,6 +13,8 @@ thread-safe sync pool costs about a third of the CPU of its asyncio pool per req
 from __future__ import annotations
 
 import json
+import logging
+import random
 import re
 import ssl
 import threading
@@ -50,12 +52,17 @@ from tagwatch.errors import (
 )
 from tagwatch.registry.auth import RegistryAuth
 from tagwatch.registry.dockercreds import Credentials, docker_credentials
+from tagwatch.registry.gate import Gate
 
 __all__ = ["RegistryClient", "RequestObserver"]
+
+log = logging.getLogger("tagwatch.registry")
 
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
 _NOT_FOUND_CODES = {"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "NOT_FOUND", "TAG_UNKNOWN"}
 MAX_CONFIG_BYTES = 8 * 1024 * 1024
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+MAX_BACKOFF = 8.0  # seconds; the longest wait between two tries of one request
 
 
 class RequestObserver(Protocol):
@@ -72,6 +79,7 @@ class _Endpoint:
     base: str  # "https://ghcr.io"
     auth: RegistryAuth
     insecure: bool
+    gate: Gate
 
 
 def _content_type(response: httpx.Response) -> str:
@@ -118,6 +126,9 @@ class RegistryClient:
         transport: httpx.BaseTransport | None = None,
         observer: RequestObserver | None = None,
         concurrency: int = 8,
+        retries: int = 2,
+        backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.timeout = timeout
         self.registries = dict(registries or {})
@@ -125,6 +136,10 @@ class RegistryClient:
         self._transport = transport
         self._observer = observer
         self._concurrency = concurrency
+        self.retries = retries
+        self.backoff = backoff
+        self._sleep = sleep
+        self._closed = False
         self._endpoints: dict[str, _Endpoint] = {}
         self._lock = threading.Lock()
 
@@ -216,6 +231,7 @@ class RegistryClient:
         return endpoint.auth.token_requests if endpoint else 0
 
     def close(self) -> None:
+        self._closed = True  # no more retries: a stopping daemon must not wait for backoffs
         with self._lock:
             endpoints, self._endpoints = list(self._endpoints.values()), {}
         for endpoint in endpoints:
@@ -285,21 +301,75 @@ class RegistryClient:
             event_hooks={"request": [on_request], "response": [on_response]},
             trust_env=False,
         )
-        return _Endpoint(client, f"{scheme}://{host}", auth, insecure)
+        gate = Gate(ref.registry, settings.rate)
+        return _Endpoint(client, f"{scheme}://{host}", auth, insecure, gate)
 
     def _send(
-        self, ref: ImageRef, method: str, path: str, headers: Mapping[str, str]
+        self,
+        ref: ImageRef,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        stream: bool = False,
     ) -> httpx.Response:
+        """One request under the registry's gate, with bounded retries.
+
+        Transient failures (connect errors, timeouts, resets, HTTP 500/502/503/504) are tried
+        again up to `retries` times with exponential backoff and jitter, then raised as
+        RegistryUnavailable. A 429 closes the registry's gate and raises RateLimited at once:
+        retrying a rate limit is how clients get banned."""
         endpoint = self._endpoint(ref)
+        attempt = 0
+        while True:
+            endpoint.gate.wait(method)
+            wait: float | None = None
+            try:
+                response = self._send_once(endpoint, ref, method, path, headers, stream)
+                status = response.status_code
+                if status == 429:
+                    response.close()
+                    error = self._error(ref, response, b"")
+                    closed_for = endpoint.gate.rate_limited(
+                        _retry_after(response.headers.get("retry-after"))
+                    )
+                    log.warning(
+                        "%s: HTTP 429; no requests to it for %.0fs", ref.registry, closed_for
+                    )
+                    raise error
+                endpoint.gate.answered(
+                    response.headers.get("ratelimit-remaining"),
+                    response.headers.get("ratelimit-limit"),
+                )
+                if status not in RETRY_STATUSES:
+                    return response
+                response.close()
+                wait = _retry_after(response.headers.get("retry-after"))
+                raise self._error(ref, response, b"")
+            except RegistryUnavailable:
+                if attempt >= self.retries or self._closed:
+                    raise
+            backoff = min(MAX_BACKOFF, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
+            self._sleep(min(wait, MAX_BACKOFF) if wait is not None else backoff)
+            attempt += 1
+
+    def _send_once(
+        self,
+        endpoint: _Endpoint,
+        ref: ImageRef,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        stream: bool,
+    ) -> httpx.Response:
         try:
-            return self._request(endpoint, method, path, headers)
+            return self._request(endpoint, method, path, headers, stream)
         except httpx.ConnectError as exc:
             if not (endpoint.insecure and endpoint.base.startswith("https://")):
                 raise RegistryUnavailable(str(exc), host=ref.registry) from None
         # An insecure registry may speak plain http only: fall back once, and remember.
         endpoint.base = "http://" + endpoint.base[len("https://") :]
         try:
-            return self._request(endpoint, method, path, headers)
+            return self._request(endpoint, method, path, headers, stream)
         except httpx.ConnectError as exc:
             raise RegistryUnavailable(str(exc), host=ref.registry) from None
 
@@ -342,11 +412,22 @@ class RegistryClient:
     def _get(
         self, ref: ImageRef, path: str, headers: Mapping[str, str], limit: int = MAX_MANIFEST_BYTES
     ) -> tuple[bytes, str, httpx.Headers]:
-        endpoint = self._endpoint(ref)
-        try:
-            response = self._request(endpoint, "GET", path, headers, stream=True)
-        except httpx.ConnectError as exc:
-            raise RegistryUnavailable(str(exc), host=ref.registry) from None
+        attempt = 0
+        while True:
+            response = self._send(ref, "GET", path, headers, stream=True)
+            try:
+                body = self._read(ref, response, path, limit)
+            except RegistryUnavailable:  # reset or timeout mid-body: transient too
+                if attempt >= self.retries or self._closed:
+                    raise
+                self._sleep(min(MAX_BACKOFF, self.backoff * 2**attempt) * random.uniform(0.5, 1))
+                attempt += 1
+                continue
+            if response.status_code != 200:
+                raise self._error(ref, response, body)
+            return body, _content_type(response), response.headers
+
+    def _read(self, ref: ImageRef, response: httpx.Response, path: str, limit: int) -> bytes:
         try:
             chunks: list[bytes] = []
             size = 0
@@ -370,10 +451,7 @@ class RegistryClient:
             ) from None
         finally:
             response.close()
-        body = b"".join(chunks)
-        if response.status_code != 200:
-            raise self._error(ref, response, body)
-        return body, _content_type(response), response.headers
+        return b"".join(chunks)
 
     def _get_tag(self, ref: ImageRef) -> Resolved:
         """GET the tag's manifest and hash the exact bytes (no usable digest header)."""
