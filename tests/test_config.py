@@ -197,6 +197,14 @@ password_file = "${CREDENTIALS_DIRECTORY}/ghcr"
         ),
         ('[[notify]]\nurl_env = "SLACK"\n', ":2: notify[0].url_env: environment variable SLACK"),
         ('[tagwatch\ninterval = "5m"\n', ":1: TOML syntax:"),
+        (
+            '[[registry]]\nhost = "ghcr.io"\nrate = "fast"\n',
+            ":3: registry[0].rate: bad rate 'fast'",
+        ),
+        (
+            '[[watch]]\nimage = "python"\ninterval = "0s"\n',
+            ":3: watch[0].interval: must be longer than 0s",
+        ),
         ('[[watch]]\nimage = "python"\n[surprise]\nx = 1\n', "surprise: unknown key 'surprise'"),
     ],
 )
