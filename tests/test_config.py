@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tagwatch.config import check_secrets, load_config
 from tagwatch.core.model import DAY, Kind
@@ -222,3 +225,40 @@ def test_secret_values_never_appear_in_errors(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope.toml: cannot read configuration: No such file"):
         load_config(tmp_path / "nope.toml")
+
+
+# --- fuzzing: any file gives a Config or a one-line ConfigError -----------------------------
+
+_toml_values = st.recursive(
+    st.none().map(lambda _: '""')
+    | st.integers(-5, 100).map(str)
+    | st.booleans().map(lambda b: "true" if b else "false")
+    | st.text(max_size=12).map(lambda t: json.dumps(t)),
+    lambda inner: st.lists(inner, max_size=3).map(lambda xs: "[" + ", ".join(xs) + "]"),
+    max_leaves=4,
+)
+_keys = st.sampled_from(["image", "interval", "jitter", "max_age", "renotify", "platforms",
+                         "notify", "url", "url_env", "tags", "events", "host", "username",
+                         "password_env", "concurrency", "timeout", "database", "rate",
+                         "listen", "source", "mutable", "error_after", "zzz"])
+_tables = st.sampled_from(["[tagwatch]", "[metrics]", "[[watch]]", "[[pin]]", "[[notify]]",
+                           "[[registry]]", "[nonsense]"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_tables, st.lists(st.tuples(_keys, _toml_values), max_size=4)),
+                max_size=4) | st.text(max_size=200).map(lambda t: [("", [("", t)])]))
+def test_any_file_gives_a_config_or_one_clean_line(
+    tmp_path_factory: pytest.TempPathFactory, tables: list[tuple[str, list[tuple[str, str]]]]
+) -> None:
+    lines = []
+    for header, pairs in tables:
+        lines.append(header)
+        lines.extend(f"{k} = {v}" if k else v for k, v in pairs)
+    path = tmp_path_factory.mktemp("fuzz") / "config.toml"
+    path.write_text("\n".join(lines), encoding="utf-8", errors="surrogatepass")
+    try:
+        load_config(path, env={})
+    except ConfigError as exc:
+        message = str(exc)
+        assert message.startswith(str(path)) and "\n" not in message.strip()
