@@ -223,6 +223,7 @@ class TokenServer:
         self.service = service
         self.issuer = issuer
         self.expires_in = expires_in
+        self.issued: list[str] = []  # every token handed out, for tests that hunt leaks
         self._key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tagwatch-test-token-signer")])
         now = dt.datetime.now(dt.UTC)
@@ -345,6 +346,7 @@ class TokenServer:
     def _respond_token(self, account: str | None, scopes: list[str], offline: bool,
                        ) -> dict[str, Any]:
         token = self.issue(account, scopes)
+        self.issued.append(token)
         body: dict[str, Any] = {
             "token": token,
             "access_token": token,
