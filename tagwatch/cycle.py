@@ -352,12 +352,6 @@ def run_cycle(
             if notifier is not None:
                 routes[len(events)] = notifier.routes(event, target)
             events.append(event)
-            log.info(
-                "%s %s: %s",
-                event.kind.value,
-                target.display,
-                event.new_digest or event.details.get("error") or "",
-            )
         changes[target.key] = (
             target.tag_key,
             target.kind.value,
@@ -378,17 +372,22 @@ def run_cycle(
     try:
         store.record(now, observations, changes, events, routes, hold=hold_alerts)
     except StoreError as exc:
-        report.error = str(exc)
-        log.error("%s; nothing from this cycle was recorded", exc)
+        report.error = f"{exc}; nothing from this cycle was recorded"
         report.finished = clock()
         return report
+    for event in events:  # logged once they are facts, i.e. recorded
+        change = (
+            f"{event.old_digest} -> {event.new_digest}"
+            if event.old_digest and event.new_digest and event.old_digest != event.new_digest
+            else event.new_digest or event.details.get("error") or ""
+        )
+        log.info("%s %s:%s: %s", event.kind.value, event.image, event.tag, change)
 
     # 6. deliver (this cycle's alerts and any that failed before).
     if notifier is not None and not hold_alerts:
         try:
             report.sent, report.send_failures = notifier.deliver(clock)
         except StoreError as exc:
-            log.error("%s", exc)
             report.error = str(exc)
     report.finished = clock()
     return report

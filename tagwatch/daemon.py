@@ -134,6 +134,7 @@ class Daemon:
         self._done: dict[str, float] = {}  # job id -> monotonic end of its last cycle
         self._since: dict[str, float] = {}  # job id -> monotonic time it was scheduled
         self._last_report: dict[str, CycleReport] = {}
+        self._last_error: dict[str, str] = {}
         self.server: MetricsServer | None = None
         self.stuck = 0  # cycles still blocked in a request after the stop: see cli.cmd_run
 
@@ -370,6 +371,14 @@ class Daemon:
             self.metrics.observe_delivery(True)
         for _ in range(report.send_failures):
             self.metrics.observe_delivery(False)
+        if report.error:  # nothing was recorded: say so once, not every cycle
+            if report.error != self._last_error.get(job_id):
+                log.error("cycle %s: %s", job_id, report.error)
+            self._last_error[job_id] = report.error
+            self.systemd.status(self.status_line())
+            return
+        if self._last_error.pop(job_id, None):
+            log.info("cycle %s: recording works again", job_id)
         failed = 0
         for result in report.results:
             if result.failed:
@@ -385,9 +394,7 @@ class Daemon:
             f"{sum(1 for r in report.results if r.moved)} moved, {failed} failed, "
             f"{len(events)} events, {report.sent} alerts sent in {seconds:.2f}s"
         )
-        if report.error:
-            log.error("cycle %s: %s", job_id, report.error)
-        elif failed or events or report.send_failures:
+        if failed or events or report.send_failures:
             log.info("%s", summary)
         else:
             log.debug("%s", summary)
