@@ -54,7 +54,7 @@ def test_sigkill_loses_nothing_and_repeats_at_most_in_flight(
                                 stderr=log)
 
     moves = 0
-    for kill in range(KILLS):
+    for _ in range(KILLS):
         webhook.set_failing(rng.random() < 0.3)  # the alert target is down part of the time
         daemon = start()
         deadline = time.monotonic() + rng.uniform(0.5, 2.0)
