@@ -19,15 +19,17 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import TypeVar
 
 from tagwatch.config import Config
-from tagwatch.core.drift import PinFacts, decide, pin_needs_facts
+from tagwatch.core.changes import Change, compare
+from tagwatch.core.drift import Decision, PinFacts, decide, pin_needs_facts
 from tagwatch.core.model import (
     Event,
+    EventKind,
     Failed,
     Kind,
     Missing,
@@ -95,6 +97,27 @@ def utcnow() -> datetime:
 
 def _fact(key: str, what: str, fn: Callable[..., object], *args: object) -> tuple[str, str, object]:
     return key, what, fn(*args)
+
+
+def _describe(
+    client: RegistryClient,
+    target: Target,
+    before: TagView | None,
+    seen: Resolved,
+    index: int,
+) -> tuple[int, Change]:
+    """Compare the image a watch followed before with the one it follows now. Never fails
+    the check: what cannot be read is `unknown`."""
+    ref = target.ref.without_digest()
+    prefer = target.platforms
+    new = old = None
+    try:
+        new = client.image_facts(ref, seen.digest, seen.platforms, prefer)
+        if before is not None and before.digest:
+            old = client.image_facts(ref, before.digest, before.platforms, prefer)
+    except RegistryError as exc:
+        log.info("%s: what changed is unknown: %s", target.display, exc)
+    return index, compare(old, new, before.platforms if before else None, seen.platforms)
 
 
 def _holding(slots: threading.Semaphore, job: Callable[[], T]) -> T:
@@ -328,6 +351,7 @@ def run_cycle(
     events: list[Event] = []
     routes: dict[int, list[tuple[str, str]]] = {}
     changes: dict[str, tuple[TagKey, str, str | None, TargetView, TargetView]] = {}
+    decided: list[tuple[Target, Observation, Decision, int, int]] = []
     for target in targets:
         obs = observations[target.tag_key]
         before = tags.get(target.tag_key)
@@ -359,8 +383,36 @@ def run_cycle(
             view,
             decision.target,
         )
+        decided.append((target, obs, decision, len(events) - len(decision.events), len(events)))
+
+    # 4b. what changed, for moves only: the old and the new image's manifest and config.
+    describe = [
+        (i, e) for i, e in enumerate(events) if e.kind in (EventKind.MOVED, EventKind.REWRITTEN)
+    ]
+    if describe:
+        by_key = {t.key: t for t in targets}
+        jobs = []
+        for index, event in describe:
+            target = by_key[event.target]
+            before = tags.get(target.tag_key)
+            obs = observations[target.tag_key]
+            assert isinstance(obs, Resolved)
+            jobs.append(
+                (
+                    target.ref.registry,
+                    partial(_describe, client, target, before, obs, index),
+                )
+            )
+        for index, found in run_bounded(jobs, settings.concurrency, caps, slots=slots):
+            event = events[index]
+            details = {**event.details, "change": found.kind, "summary": found.summary}
+            if found.details:
+                details["what_changed"] = dict(found.details)
+            events[index] = replace(event, details=details)
+
+    for target, obs, decision, start, end in decided:
         report.results.append(
-            TargetResult(target, obs, decision.target, decision.events, decision.moved)
+            TargetResult(target, obs, decision.target, tuple(events[start:end]), decision.moved)
         )
 
     # 5. record everything in one transaction, unless the cycle was abandoned half-way: a
@@ -376,12 +428,14 @@ def run_cycle(
         report.finished = clock()
         return report
     for event in events:  # logged once they are facts, i.e. recorded
-        change = (
+        what = (
             f"{event.old_digest} -> {event.new_digest}"
             if event.old_digest and event.new_digest and event.old_digest != event.new_digest
             else event.new_digest or event.details.get("error") or ""
         )
-        log.info("%s %s:%s: %s", event.kind.value, event.image, event.tag, change)
+        if event.details.get("summary"):
+            what += f" ({event.details['summary']})"
+        log.info("%s %s:%s: %s", event.kind.value, event.image, event.tag, what)
 
     # 6. deliver (this cycle's alerts and any that failed before).
     if notifier is not None and not hold_alerts:

@@ -68,6 +68,15 @@ def render(event: Event) -> tuple[str, str]:
         if d.get("repeat"):
             lines.append("reminder: the pin is still stale")
     else:
+        if d.get("summary"):
+            lines.append(f"what changed: {d['summary']}")
+        what = d.get("what_changed") or {}
+        version = what.get("version") or {}
+        if version.get("old") or version.get("new"):
+            lines.append(f"version: {version.get('old') or '?'} → {version.get('new') or '?'}")
+        created = what.get("created") or {}
+        if created.get("new") and created.get("new") != created.get("old"):
+            lines.append(f"created: {created.get('old') or '?'} → {created['new']}")
         if event.old_digest:
             lines.append(f"old: {event.old_digest}")
         if event.new_digest:

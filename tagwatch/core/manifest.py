@@ -76,6 +76,8 @@ class Manifest:
     # For an image manifest: the config blob's digest.
     config_digest: str | None = None
     annotations: dict[str, str] = field(default_factory=dict)
+    # For an image manifest: (digest, compressed size) of each layer, in order.
+    layers: tuple[tuple[str, int], ...] = ()
 
     @property
     def is_index(self) -> bool:
@@ -168,7 +170,14 @@ def parse_manifest(body: bytes, content_type: str | None) -> Manifest:
         config_digest = config.get("digest") if isinstance(config, dict) else None
         if not isinstance(config_digest, str):
             raise ManifestError("image manifest has no config digest")
-        return Manifest(media_type, config_digest=config_digest, annotations=annotations)
+        layers: list[tuple[str, int]] = []
+        for layer in doc.get("layers") or []:
+            if isinstance(layer, dict) and isinstance(layer.get("digest"), str):
+                size = layer.get("size")
+                layers.append((layer["digest"], size if isinstance(size, int) else 0))
+        return Manifest(
+            media_type, config_digest=config_digest, annotations=annotations, layers=tuple(layers)
+        )
     if media_type in SCHEMA1_TYPES:
         return Manifest(media_type)
     raise ManifestError(f"unsupported manifest media type {media_type}")

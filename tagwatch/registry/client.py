@@ -19,7 +19,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -29,6 +29,7 @@ import httpx
 
 from tagwatch import __version__
 from tagwatch.config import Config, RegistryConfig
+from tagwatch.core.changes import ImageFacts
 from tagwatch.core.manifest import (
     ACCEPT,
     INDEX_TYPES,
@@ -206,24 +207,54 @@ class RegistryClient:
             return False
         raise self._error(ref, response, b"")
 
+    def image_facts(
+        self,
+        ref: ImageRef,
+        digest: str,
+        platforms: Mapping[str, str] | None = None,
+        prefer: Sequence[str] = (),
+    ) -> ImageFacts:
+        """Manifest and config facts of the image behind `digest`: for an index (its
+        `platforms` given), the first of `prefer`, else linux/amd64, else the first platform.
+        Two GETs (three for an index), all by digest; used only when a tag moved."""
+        platform = None
+        image = digest
+        if platforms:
+            platform = next(
+                (p for p in (*prefer, "linux/amd64") if p in platforms), sorted(platforms)[0]
+            )
+            image = platforms[platform]
+        manifest = self.manifest(ref, image)
+        created: str | None = None
+        labels: dict[str, str] = {}
+        if manifest.config_digest is not None:
+            body, _, _ = self._get(
+                ref,
+                f"/v2/{ref.repository}/blobs/{manifest.config_digest}",
+                {},
+                limit=MAX_CONFIG_BYTES,
+            )
+            try:
+                config = json.loads(body)
+            except ValueError:
+                config = {}
+            if isinstance(config, dict):
+                if isinstance(config.get("created"), str):
+                    created = config["created"]
+                inner = config.get("config")
+                found = inner.get("Labels") if isinstance(inner, dict) else None
+                if isinstance(found, dict):
+                    labels = {str(k): v for k, v in found.items() if isinstance(v, str)}
+        return ImageFacts(image, platform, created, labels, manifest.annotations, manifest.layers)
+
     def image_created(self, ref: ImageRef, seen: Resolved) -> datetime | None:
-        """The `created` time of the image a tag points at (for an index: linux/amd64, else
-        the first platform). Two or three GETs; used only as evidence for a pin's age."""
-        digest = seen.digest
-        if seen.platforms:
-            digest = seen.platforms.get("linux/amd64") or sorted(seen.platforms.items())[0][1]
-        manifest = self.manifest(ref, digest)
-        if manifest.config_digest is None:
+        """The `created` time of the image a tag points at; evidence for a pin's age."""
+        created = self.image_facts(ref, seen.digest, seen.platforms).created
+        if created is None:
             return None
-        body, _, _ = self._get(
-            ref, f"/v2/{ref.repository}/blobs/{manifest.config_digest}", {}, limit=MAX_CONFIG_BYTES
-        )
         try:
-            created = json.loads(body).get("created")
-            if not isinstance(created, str):
-                return None
             return datetime.fromisoformat(created.replace("Z", "+00:00")).astimezone(UTC)
-        except (ValueError, AttributeError):
+        except ValueError:
             return None
 
     def token_requests(self, registry: str) -> int:

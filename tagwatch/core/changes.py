@@ -1,0 +1,139 @@
+"""What changed when a tag moved: two images' facts in, a classified summary out. Pure.
+
+The facts come from the manifest and the config blob of each side (for an index: the
+platform image a watch cares about, else linux/amd64, else the first). The summary reads like
+
+    3.12.7 → 3.12.8, rebuilt 2026-11-20, 2 of 5 layers changed, +1.2 MB
+
+and the kind is one of:
+
+* ``new_version``: the `org.opencontainers.image.version` label changed;
+* ``rebuild``: new content under the same version (or without version labels);
+* ``index_only``: the index moved but the image that matters did not (another platform or an
+  attestation changed);
+* ``unknown``: the facts could not be read (the old image may be gone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Change", "ImageFacts", "compare", "format_size"]
+
+VERSION = "org.opencontainers.image.version"
+REVISION = "org.opencontainers.image.revision"
+SOURCE = "org.opencontainers.image.source"
+BASE_NAME = "org.opencontainers.image.base.name"
+BASE_DIGEST = "org.opencontainers.image.base.digest"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFacts:
+    digest: str  # the image manifest's digest (a platform image for an index)
+    platform: str | None = None
+    created: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    layers: tuple[tuple[str, int], ...] = ()
+
+    def label(self, key: str) -> str | None:
+        return self.labels.get(key) or self.annotations.get(key)
+
+    @property
+    def size(self) -> int:
+        return sum(size for _, size in self.layers)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    kind: str
+    summary: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+def format_size(delta: int) -> str:
+    """+1.2 MB, -340 kB, +0 B (decimal units, as registries and docker show sizes)."""
+    sign = "+" if delta >= 0 else "-"
+    value = float(abs(delta))
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            text = f"{value:.0f}" if unit in ("B", "kB") else f"{value:.1f}"
+            return f"{sign}{text} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def compare(
+    old: ImageFacts | None,
+    new: ImageFacts | None,
+    old_platforms: Mapping[str, str] | None = None,
+    new_platforms: Mapping[str, str] | None = None,
+) -> Change:
+    """Classify a move from `old` to `new` and say it in one line."""
+    details: dict[str, Any] = {}
+    old_set, new_set = set(old_platforms or {}), set(new_platforms or {})
+    added, removed = sorted(new_set - old_set), sorted(old_set - new_set)
+    if added:
+        details["platforms_added"] = added
+    if removed:
+        details["platforms_removed"] = removed
+    platform_text = ", ".join([f"+{p}" for p in added] + [f"-{p}" for p in removed])
+    if old is None or new is None:
+        notes = [
+            "details unknown (the old image could not be read)"
+            if new is not None
+            else "details unknown"
+        ]
+        if platform_text:
+            notes.append(f"platforms {platform_text}")
+        return Change("unknown", ", ".join(notes), details)
+    if old.digest == new.digest:
+        notes = ["index changed, image unchanged"]
+        if platform_text:
+            notes.append(f"platforms {platform_text}")
+        return Change("index_only", ", ".join(notes), details)
+
+    parts: list[str] = []
+    old_version, new_version = old.label(VERSION), new.label(VERSION)
+    kind = "rebuild"
+    if old_version != new_version and new_version:
+        kind = "new_version"
+        parts.append(f"{old_version or '?'} → {new_version}")
+        details["version"] = {"old": old_version, "new": new_version}
+    elif new_version:
+        parts.append(f"{new_version} rebuilt")
+        details["version"] = {"old": old_version, "new": new_version}
+    if new.created and new.created != old.created:
+        parts.append(
+            f"{'rebuilt' if kind == 'rebuild' and not new_version else 'built'} {new.created[:10]}"
+        )
+    details["created"] = {"old": old.created, "new": new.created}
+    for key, name in (
+        (REVISION, "revision"),
+        (SOURCE, "source"),
+        (BASE_NAME, "base_name"),
+        (BASE_DIGEST, "base_digest"),
+    ):
+        a, b = old.label(key), new.label(key)
+        if a or b:
+            details[name] = {"old": a, "new": b}
+    old_base, new_base = old.label(BASE_DIGEST), new.label(BASE_DIGEST)
+    if old_base and new_base and old_base != new_base:
+        parts.append("new base image")
+    old_layers = {d for d, _ in old.layers}
+    changed = sum(1 for d, _ in new.layers if d not in old_layers)
+    if new.layers:
+        parts.append(f"{changed} of {len(new.layers)} layers changed")
+        details["layers"] = {
+            "total": len(new.layers),
+            "changed": changed,
+            "shared": len(new.layers) - changed,
+        }
+        delta = new.size - old.size
+        parts.append(format_size(delta))
+        details["size"] = {"old": old.size, "new": new.size, "delta": delta}
+    if platform_text:
+        parts.append(f"platforms {platform_text}")
+    return Change(kind, ", ".join(parts) if parts else "rebuilt", details)
