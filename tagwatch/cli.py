@@ -302,17 +302,23 @@ def cmd_history(args: argparse.Namespace) -> int:
     store = _store(config)
     try:
         stretches = store.history((ref.registry, ref.repository, tag))
+        moves = store.move_details(ref.name, tag)
     finally:
         store.close()
-    objects = [
-        {
+    objects = []
+    for s in stretches:
+        obj: dict[str, Any] = {
             "digest": s.digest,
             "first_seen": format_time(s.first_seen),
             "last_seen": format_time(s.last_seen),
             "platforms": dict(s.platforms),
         }
-        for s in stretches
-    ]
+        details = moves.get((s.digest, obj["first_seen"]))
+        if details and details.get("summary"):
+            obj["change"] = details.get("change")
+            obj["summary"] = details["summary"]
+            obj["what_changed"] = details.get("what_changed", {})
+        objects.append(obj)
     if args.json:
         print(json.dumps(objects, indent=2))
         return EXIT_OK
@@ -321,15 +327,16 @@ def cmd_history(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = [
         [
-            s.digest,
-            format_time(s.first_seen) or "-",
-            format_time(s.last_seen) or "-",
-            ", ".join(sorted(s.platforms)) or "-",
+            o["digest"],
+            o["first_seen"] or "-",
+            o["last_seen"] or "-",
+            ", ".join(sorted(o["platforms"])) or "-",
+            o.get("summary") or "",
         ]
-        for s in stretches
+        for o in objects
     ]
     print(f"{ref.name}:{tag}")
-    print(_table(rows, ["DIGEST", "FIRST SEEN", "LAST SEEN", "PLATFORMS"]))
+    print(_table(rows, ["DIGEST", "FIRST SEEN", "LAST SEEN", "PLATFORMS", "CHANGE"]))
     return EXIT_OK
 
 

@@ -508,6 +508,17 @@ class Store:
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
+    def move_details(self, image: str, tag: str) -> dict[tuple[str, str], dict[str, Any]]:
+        """(new digest, time) -> details of every recorded move of a tag, for `history`."""
+        with self._errors("reading events"):
+            rows = self.db.execute(
+                "SELECT new_digest, at, details FROM events WHERE image = ? AND tag = ? "
+                "AND kind IN ('moved', 'rewritten') ORDER BY id",
+                [image, tag],
+            ).fetchall()
+        return {(r[0], r[1]): json.loads(r[2]) if r[2] else {} for r in rows}
+
+
 def view_dict(view: TargetView) -> dict[str, Any]:
     """A TargetView as plain data (for debugging and tests)."""
     return asdict(view)

@@ -115,3 +115,30 @@ def test_moved_alert_says_what_changed(registry_anonymous: Registry, tmp_path: P
     assert setup("check").code == 0
     assert [r.method for r in registry_anonymous.requests(
         since=quiet, exclude_agent="tagwatch-test-pusher")] == ["HEAD"]
+    history = setup("history", f"{registry_anonymous.host}/{repo}:3.12", "--json").json()
+    assert history[0]["change"] == "new_version"
+    assert history[0]["summary"].startswith("3.12.7 → 3.12.8, built 2026-11-20")
+    assert "summary" not in history[1]  # first sight: nothing to compare with
+
+
+def test_rewritten_version_tag(registry_anonymous: Registry, tmp_path: Path,
+                               webhook: WebhookSink) -> None:
+    push = Pusher(registry_anonymous)
+    repo = unique_repo("rewrite")
+    push.push_image(repo, "1.4.2", seed="a", labels={V: "1.4.2"})
+    push.push_image(repo, "v2.0.1", seed="b")
+    setup = Setup(tmp_path)
+    setup.watch(f"{registry_anonymous.host}/{repo}:1.4.2").notify(webhook.url)
+    setup.watch(f"{registry_anonymous.host}/{repo}:v2.0.1", mutable=True)
+    assert setup("check").code == 0
+    push.push_image(repo, "1.4.2", seed="tampered", labels={V: "1.4.2"})
+    push.push_image(repo, "v2.0.1", seed="rebuilt")
+    assert setup("check").code == 0
+    webhook.wait_for(2)
+    titles = sorted(m["title"] for m in webhook.received)
+    host = registry_anonymous.host
+    assert titles == [f"[tagwatch] moved: {host}/{repo}:v2.0.1",
+                      f"[tagwatch] rewritten: {host}/{repo}:1.4.2"]
+    body = next(m["message"] for m in webhook.received if "rewritten" in m["title"])
+    assert "looks like a fixed version" in body and "1.4.2 rebuilt" in body
+    assert next(m["type"] for m in webhook.received if "rewritten" in m["title"]) == "failure"
