@@ -111,6 +111,7 @@ class NotifyConfig:
     tags: tuple[str, ...] = ()
     events: frozenset[str] | None = None  # None: every event
     name: str | None = None
+    format: str | None = None  # text | markdown | html; None: by the URL's scheme
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +307,13 @@ def _ref(table: _Table, key: str) -> ImageRef:
         raise table.fail(key, str(exc)) from None
 
 
+def _body_format(table: _Table) -> str | None:
+    value: str | None = table.string("format")
+    if value is not None and value not in ("text", "markdown", "html"):
+        raise table.fail("format", f"unknown format {value!r} (text, markdown or html)")
+    return value
+
+
 def _rate(table: _Table) -> float | None:
     """`rate = "10/s"`: the most requests per second tagwatch sends to the registry."""
     text = table.string("rate")
@@ -482,6 +490,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                 tags=table.strings("tags"),
                 events=frozenset(events) if events else None,
                 name=name,
+                format=_body_format(table),
             )
         )
         table.finish()

@@ -10,6 +10,7 @@ before it reaches a log line or the database.
 from __future__ import annotations
 
 import contextlib
+import html
 import logging
 import re
 import urllib.parse
@@ -98,6 +99,97 @@ def render(event: Event) -> tuple[str, str]:
     return title, "\n".join(lines)
 
 
+_DIGEST_TEXT = re.compile(r"sha(?:256|512):[0-9a-f]{16,128}")
+# apprise schemes whose services render Markdown; e-mail gets HTML; everything else text.
+MARKDOWN_SCHEMES = frozenset(
+    {
+        "slack",
+        "discord",
+        "msteams",
+        "mmost",
+        "mmosts",
+        "mattermost",
+        "matrix",
+        "matrixs",
+        "rocket",
+        "rockets",
+        "zulip",
+        "tgram",
+        "gchat",
+        "ryver",
+        "ntfy",
+        "ntfys",
+        "gotify",
+        "gotifys",
+    }
+)
+HTML_SCHEMES = frozenset(
+    {
+        "mailto",
+        "mailtos",
+        "email",
+        "ses",
+        "sendgrid",
+        "mailgun",
+        "sparkpost",
+        "o365",
+        "resend",
+        "smtp2go",
+    }
+)
+
+
+def registry_page(image: str) -> str | None:
+    """The web page of a repository on registries that have one."""
+    host, _, repository = image.partition("/")
+    if host == "docker.io":
+        if repository.startswith("library/"):
+            return f"https://hub.docker.com/_/{repository.removeprefix('library/')}"
+        return f"https://hub.docker.com/r/{repository}"
+    if host == "ghcr.io":
+        return f"https://ghcr.io/{repository}"  # redirects to the GitHub package page
+    if host == "quay.io":
+        return f"https://quay.io/repository/{repository}"
+    return None
+
+
+def body_format(url: str) -> str:
+    """`markdown`, `html` or `text` for an apprise URL, by its scheme."""
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in MARKDOWN_SCHEMES:
+        return "markdown"
+    if scheme in HTML_SCHEMES:
+        return "html"
+    return "text"
+
+
+def format_body(event: Event, text: str, fmt: str) -> str:
+    """The plain-text body of `render` as Markdown or HTML, with the registry page linked."""
+    if fmt == "text":
+        return text
+    headline, *lines = text.split("\n")
+    page = registry_page(event.image)
+    if fmt == "markdown":
+        out = [f"**{headline}**", ""]
+        for line in lines:
+            label, sep, value = line.partition(": ")
+            value = _DIGEST_TEXT.sub(lambda m: f"`{m.group(0)}`", value)
+            out.append(f"**{label}:** {value.strip()}" if sep else line)
+        if page:
+            out += ["", f"[{event.image}]({page})"]
+        return "  \n".join(out)
+    parts = [f"<p><b>{html.escape(headline)}</b></p>", "<p>"]
+    rows = []
+    for line in lines:
+        label, sep, value = line.partition(": ")
+        value = _DIGEST_TEXT.sub(lambda m: f"<code>{m.group(0)}</code>", html.escape(value.strip()))
+        rows.append(f"<b>{html.escape(label)}:</b> {value}" if sep else html.escape(line))
+    parts.append("<br>\n".join(rows) + "</p>")
+    if page:
+        parts.append(f'<p><a href="{html.escape(page)}">{html.escape(event.image)}</a></p>')
+    return "\n".join(parts)
+
+
 def _notify_type(kind: EventKind) -> str:
     if kind in (EventKind.CURRENT, EventKind.RECOVERED, EventKind.RETURNED):
         return "success"
@@ -147,6 +239,7 @@ class Channel:
     masked: str
     _apprise: Any
     _secrets: list[str]
+    format: str = "text"
 
     @property
     def where(self) -> str:
@@ -168,9 +261,17 @@ class Channel:
             return bool(set(target.notify) & set(self.config.tags))
         return True
 
-    def send(self, title: str, body: str, kind: EventKind) -> str | None:
-        """Send one message; None on success, else a scrubbed one-line reason."""
+    def send(
+        self, title: str, body: str, kind: EventKind, event: Event | None = None
+    ) -> str | None:
+        """Send one message (`body` is plain text, turned into this target's format);
+        None on success, else a scrubbed one-line reason."""
         import apprise
+
+        fmt = self.format
+        if event is not None:
+            body = format_body(event, body, fmt)
+        formats = {"markdown": apprise.NotifyFormat.MARKDOWN, "html": apprise.NotifyFormat.HTML}
 
         capture = _Capture()
         apprise_log = logging.getLogger("apprise")
@@ -180,7 +281,9 @@ class Channel:
                 title=title,
                 body=body,
                 notify_type=_notify_type(kind),
-                body_format=apprise.NotifyFormat.TEXT,
+                body_format=formats.get(fmt, apprise.NotifyFormat.TEXT)
+                if event is not None
+                else apprise.NotifyFormat.TEXT,
             )
         except Exception as exc:  # noqa: BLE001 - a plugin failure is a failed delivery
             return self.scrub(f"{type(exc).__name__}: {exc}")[:300]
@@ -219,7 +322,9 @@ class Notifier:
                 )
             masked = str(obj[0].url(privacy=True))  # type: ignore[no-untyped-call]
             secrets = _secret_parts(url)
-            channel = Channel(config, store.notify_id(url), "", obj, secrets)
+            channel = Channel(
+                config, store.notify_id(url), "", obj, secrets, config.format or body_format(url)
+            )
             channel.masked = channel.scrub(masked)
             self.channels.append(channel)
 
@@ -242,7 +347,7 @@ class Notifier:
         for delivery in self.store.pending(by_id):
             channel = by_id[delivery.notify_id]
             title, body = render(delivery.event)
-            error = channel.send(title, body, delivery.event.kind)
+            error = channel.send(title, body, delivery.event.kind, delivery.event)
             if error is None:
                 self.store.delivered(delivery, now())
                 sent += 1

@@ -368,6 +368,8 @@ def test_email_alert_to_real_smtp(hub: tuple[Registry, Pusher], setup: Setup,
     assert message["subject"] == f"[tagwatch] moved: {registry.host}/{repo}:x"
     text = message.text
     assert a in text and b in text
+    assert message.html is not None  # e-mail gets HTML, with the plain text beside it
+    assert f"<code>{b}</code>" in message.html and "<b>old:</b>" in message.html
 
 
 # --- authentication ----------------------------------------------------------------------------

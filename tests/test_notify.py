@@ -103,3 +103,25 @@ def test_routing_by_tags_and_events(tmp_path: Path) -> None:
     assert [w for _, w in n.routes(moved, ops)] == ["ops-moves"]
     assert [w for _, w in n.routes(stale, ops)] == []
     assert [w for _, w in n.routes(moved, dev)] == []
+
+
+def test_markdown_and_html_bodies_link_the_registry_page() -> None:
+    from tagwatch.notify import body_format, format_body, registry_page
+
+    event = Event(EventKind.MOVED, "watch:x", "docker.io/library/python", "3.12", T,
+                  old_digest=A, new_digest=B)
+    _, text = render(event)
+    markdown = format_body(event, text, "markdown")
+    assert markdown.startswith("**docker.io/library/python:3.12 moved to a new digest.**")
+    assert f"**old:** `{A}`" in markdown
+    assert "[docker.io/library/python](https://hub.docker.com/_/python)" in markdown
+    page = format_body(event, text, "html")
+    assert f"<b>new:</b> <code>{B}</code>" in page
+    assert '<a href="https://hub.docker.com/_/python">' in page
+    assert format_body(event, text, "text") == text
+    assert registry_page("ghcr.io/acme/app") == "https://ghcr.io/acme/app"
+    assert registry_page("quay.io/org/tool") == "https://quay.io/repository/org/tool"
+    assert registry_page("docker.io/grafana/grafana") == "https://hub.docker.com/r/grafana/grafana"
+    assert registry_page("127.0.0.1:5000/app") is None
+    assert [body_format(u) for u in ("slack://a/b/c", "mailtos://x@y", "json://h/p")] == [
+        "markdown", "html", "text"]
