@@ -13,12 +13,14 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 from typing import Any
 
 from tagwatch.core.durations import parse_duration
 from tagwatch.core.model import DAY, EventKind, Kind, Target
 from tagwatch.core.refs import ImageRef, parse_platform, parse_ref
+from tagwatch.core.schedule import parse_time_of_day, parse_window
 from tagwatch.errors import ConfigError, ReferenceError_
 from tagwatch.registry.gate import parse_rate
 
@@ -112,6 +114,10 @@ class NotifyConfig:
     events: frozenset[str] | None = None  # None: every event
     name: str | None = None
     format: str | None = None  # text | markdown | html; None: by the URL's scheme
+    mode: str = "each"  # each | summary | digest
+    schedule: tuple[time, ...] = ()  # digest: daily UTC times
+    title: str | None = None  # string.Template overrides
+    body: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +313,35 @@ def _ref(table: _Table, key: str) -> ImageRef:
         raise table.fail(key, str(exc)) from None
 
 
+def _windows(table: _Table) -> tuple[tuple[time, time], ...]:
+    windows = []
+    for text in table.strings("quiet"):
+        try:
+            windows.append(parse_window(text))
+        except ValueError as exc:
+            raise table.fail("quiet", str(exc)) from None
+    return tuple(windows)
+
+
+def _times(table: _Table) -> tuple[time, ...]:
+    times = []
+    for text in table.strings("schedule"):
+        try:
+            times.append(parse_time_of_day(text))
+        except ValueError as exc:
+            raise table.fail("schedule", str(exc)) from None
+    return tuple(times)
+
+
+def _mode(table: _Table) -> str:
+    mode: str = table.string("mode") or "each"
+    if mode not in ("each", "summary", "digest"):
+        raise table.fail("mode", f"unknown mode {mode!r} (each, summary or digest)")
+    if mode == "digest" and not table.strings("schedule"):
+        raise table.fail("schedule", 'a digest needs a schedule, e.g. schedule = ["09:00"]')
+    return mode
+
+
 def _body_format(table: _Table) -> str | None:
     value: str | None = table.string("format")
     if value is not None and value not in ("text", "markdown", "html"):
@@ -454,6 +489,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                 source=table.string("source") if kind is Kind.PIN else None,
                 mutable=table.get("mutable", bool, False),
                 interval=_own_interval(table),
+                grace=table.duration("grace", 0.0),
+                quiet=_windows(table),
             )
             where = f"{kind.value}[{i}]"
             if target.key in seen:
@@ -491,6 +528,10 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                 events=frozenset(events) if events else None,
                 name=name,
                 format=_body_format(table),
+                mode=_mode(table),
+                schedule=_times(table),
+                title=table.string("title"),
+                body=table.string("body"),
             )
         )
         table.finish()

@@ -99,12 +99,28 @@ def _fact(key: str, what: str, fn: Callable[..., object], *args: object) -> tupl
     return key, what, fn(*args)
 
 
+def _merge_within_grace(
+    store: Store, target: Target, event: Event, now: datetime, superseded: list[int]
+) -> Event:
+    """A move while an earlier move's alert still waits out the target's grace: one alert
+    covers both (from the first old digest to the new one); the earlier ones are merged."""
+    if not target.grace or event.kind not in (EventKind.MOVED, EventKind.REWRITTEN):
+        return event
+    waiting = store.waiting_moves(target.key, now)
+    if not waiting:
+        return event
+    superseded.extend(event_id for event_id, _, _ in waiting)
+    details = {**event.details, "moves": len(waiting) + 1, "first_moved": waiting[0][2]}
+    return replace(event, old_digest=waiting[0][1], details=details)
+
+
 def _describe(
     client: RegistryClient,
     target: Target,
     before: TagView | None,
     seen: Resolved,
     index: int,
+    old_digest: str | None = None,
 ) -> tuple[int, Change]:
     """Compare the image a watch followed before with the one it follows now. Never fails
     the check: what cannot be read is `unknown`."""
@@ -113,8 +129,10 @@ def _describe(
     new = old = None
     try:
         new = client.image_facts(ref, seen.digest, seen.platforms, prefer)
-        if before is not None and before.digest:
-            old = client.image_facts(ref, before.digest, before.platforms, prefer)
+        old_digest = old_digest or (before.digest if before else None)
+        if old_digest:
+            known = before.platforms if before and before.digest == old_digest else None
+            old = client.image_facts(ref, old_digest, known, prefer)
     except RegistryError as exc:
         log.info("%s: what changed is unknown: %s", target.display, exc)
     return index, compare(old, new, before.platforms if before else None, seen.platforms)
@@ -349,7 +367,8 @@ def run_cycle(
 
     # 4. decide, per target.
     events: list[Event] = []
-    routes: dict[int, list[tuple[str, str]]] = {}
+    routes: dict[int, list[tuple[str, str, str, str | None]]] = {}
+    superseded: list[int] = []
     changes: dict[str, tuple[TagKey, str, str | None, TargetView, TargetView]] = {}
     decided: list[tuple[Target, Observation, Decision, int, int]] = []
     for target in targets:
@@ -373,9 +392,16 @@ def run_cycle(
             pin=facts.get(target.key),
         )
         for event in decision.events:
+            event = _merge_within_grace(store, target, event, now, superseded)
             if notifier is not None:
-                routes[len(events)] = notifier.routes(event, target)
+                routes[len(events)] = notifier.routes(event, target, now)
+                if event.details.get("moves") and event.old_digest == event.new_digest:
+                    # moved and back within the grace period: recorded, nothing to say
+                    routes[len(events)] = [
+                        (r[0], r[1], "merged", None) for r in routes[len(events)]
+                    ]
             events.append(event)
+        decision = replace(decision, events=tuple(events[len(events) - len(decision.events) :]))
         changes[target.key] = (
             target.tag_key,
             target.kind.value,
@@ -400,7 +426,7 @@ def run_cycle(
             jobs.append(
                 (
                     target.ref.registry,
-                    partial(_describe, client, target, before, obs, index),
+                    partial(_describe, client, target, before, obs, index, event.old_digest),
                 )
             )
         for index, found in run_bounded(jobs, settings.concurrency, caps, slots=slots):
@@ -422,7 +448,9 @@ def run_cycle(
         report.finished = clock()
         return report
     try:
-        store.record(now, observations, changes, events, routes, hold=hold_alerts)
+        store.record(
+            now, observations, changes, events, routes, hold=hold_alerts, superseded=superseded
+        )
     except StoreError as exc:
         report.error = f"{exc}; nothing from this cycle was recorded"
         report.finished = clock()

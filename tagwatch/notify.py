@@ -13,15 +13,17 @@ import contextlib
 import html
 import logging
 import re
+import string
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from tagwatch.config import NotifyConfig
 from tagwatch.core.durations import format_duration
 from tagwatch.core.model import Event, EventKind, Target
+from tagwatch.core.schedule import in_windows, next_time
 from tagwatch.errors import ConfigError
 from tagwatch.store import Delivery, Store, format_time
 
@@ -86,6 +88,10 @@ def render(event: Event) -> tuple[str, str]:
             lines.append(f"pinned: {event.pinned}")
     if event.platforms_changed:
         lines.append(f"platforms changed: {', '.join(event.platforms_changed)}")
+    if d.get("moves"):
+        lines.append(
+            f"moves: {d['moves']} within the grace period, the first at {d.get('first_moved')}"
+        )
     if d.get("back_to"):
         lines.append(f"back to a digest first seen {d['back_to']}")
     if event.kind is EventKind.ERROR:
@@ -190,6 +196,61 @@ def format_body(event: Event, text: str, fmt: str) -> str:
     return "\n".join(parts)
 
 
+def render_batch(events: Sequence[Event], mode: str) -> tuple[str, str]:
+    """One message for several events (`summary`: one cycle; `digest`: since the last)."""
+    counts: dict[str, int] = {}
+    for event in events:
+        counts[event.kind.value] = counts.get(event.kind.value, 0) + 1
+    what = ", ".join(f"{kind} ×{n}" if n > 1 else kind for kind, n in counts.items())
+    noun = "digest" if mode == "digest" else "summary"
+    title = f"[tagwatch] {noun}: {len(events)} event{'s' if len(events) != 1 else ''} ({what})"
+    parts = []
+    for event in events:
+        event_title, body = render(event)
+        parts.append(event_title.removeprefix("[tagwatch] ") + "\n" + body)
+    return title, "\n\n".join(parts)
+
+
+TEMPLATE_FIELDS = (
+    "kind",
+    "image",
+    "tag",
+    "ref",
+    "old_digest",
+    "new_digest",
+    "pinned",
+    "at",
+    "source",
+    "summary",
+    "change",
+    "platforms_changed",
+    "title",
+    "body",
+)
+
+
+def template_fields(event: Event) -> dict[str, str]:
+    """Every field a [[notify]] title/body template can use, as text ('' when absent)."""
+    title, body = render(event)
+    d = event.details
+    return {
+        "kind": event.kind.value,
+        "image": event.image,
+        "tag": event.tag,
+        "ref": f"{event.image}:{event.tag}",
+        "old_digest": event.old_digest or "",
+        "new_digest": event.new_digest or "",
+        "pinned": event.pinned or "",
+        "at": format_time(event.at) or "",
+        "source": str(d.get("source") or ""),
+        "summary": str(d.get("summary") or ""),
+        "change": str(d.get("change") or ""),
+        "platforms_changed": ", ".join(event.platforms_changed),
+        "title": title,
+        "body": body,
+    }
+
+
 def _notify_type(kind: EventKind) -> str:
     if kind in (EventKind.CURRENT, EventKind.RECOVERED, EventKind.RETURNED):
         return "success"
@@ -249,6 +310,19 @@ class Channel:
         for part in self._secrets:
             text = text.replace(part, "****")
         return text
+
+    def template(self, event: Event) -> tuple[str, str]:
+        """Title and body: the target's templates (string.Template, `$field`), else the
+        standard rendering."""
+        title, body = render(event)
+        if self.config.title is None and self.config.body is None:
+            return title, body
+        fields = template_fields(event)
+        if self.config.title is not None:
+            title = string.Template(self.config.title).safe_substitute(fields)
+        if self.config.body is not None:
+            body = string.Template(self.config.body).safe_substitute(fields)
+        return title, body
 
     def accepts(self, kind: EventKind, target: Target | None) -> bool:
         if (
@@ -328,14 +402,42 @@ class Notifier:
             channel.masked = channel.scrub(masked)
             self.channels.append(channel)
 
-    def routes(self, event: Event, target: Target | None) -> list[tuple[str, str]]:
-        return [(c.id, c.where) for c in self.channels if c.accepts(event.kind, target)]
+    def routes(
+        self, event: Event, target: Target | None, now: datetime | None = None
+    ) -> list[tuple[str, str, str, str | None]]:
+        """(notify id, name, state, due time) for every channel the event goes to: held in
+        the target's quiet windows, due after the target's grace for a move, and at the next
+        scheduled time for a digest channel."""
+        now = now or event.at
+        quiet = target is not None and in_windows(now, target.quiet)
+        grace = (
+            target.grace
+            if target is not None and event.kind in (EventKind.MOVED, EventKind.REWRITTEN)
+            else 0.0
+        )
+        out = []
+        for channel in self.channels:
+            if not channel.accepts(event.kind, target):
+                continue
+            due = now + timedelta(seconds=grace) if grace else None
+            if channel.config.mode == "digest":
+                due = next_time(due or now, channel.config.schedule)
+            out.append(
+                (
+                    channel.id,
+                    channel.where,
+                    "held" if quiet else "pending",
+                    format_time(due) if due else None,
+                )
+            )
+        return out
 
     def deliver(
         self, now: Callable[[], datetime], on_result: Callable[[bool], None] | None = None
     ) -> tuple[int, int]:
-        """Send every pending delivery to its channel; returns (sent, failed). A failure
-        stays pending and is retried on the next call."""
+        """Send every due delivery to its channel; returns (sent, failed). A failure stays
+        pending and is retried on the next call. `summary` and `digest` channels get one
+        message for everything due."""
         with self.store.outbox_lock:
             return self._deliver(now, on_result)
 
@@ -344,34 +446,44 @@ class Notifier:
     ) -> tuple[int, int]:
         by_id = {c.id: c for c in self.channels}
         sent = failed = 0
-        for delivery in self.store.pending(by_id):
+        batches: dict[str, list[Delivery]] = {}
+        for delivery in self.store.pending(by_id, now()):
             channel = by_id[delivery.notify_id]
-            title, body = render(delivery.event)
+            if channel.config.mode != "each":
+                batches.setdefault(channel.id, []).append(delivery)
+                continue
+            title, body = channel.template(delivery.event)
             error = channel.send(title, body, delivery.event.kind, delivery.event)
-            if error is None:
-                self.store.delivered(delivery, now())
-                sent += 1
-                log.info(
-                    "sent %s alert for %s:%s to %s",
-                    delivery.event.kind.value,
-                    delivery.event.image,
-                    delivery.event.tag,
-                    channel.where,
-                )
-            else:
-                self.store.failed(delivery, now(), error)
-                failed += 1
-                log.warning(
-                    "could not send %s alert for %s:%s to %s (%s); will retry",
-                    delivery.event.kind.value,
-                    delivery.event.image,
-                    delivery.event.tag,
-                    channel.where,
-                    error,
-                )
+            ok = self._mark([delivery], channel, error, now())
+            sent, failed = sent + ok, failed + (1 - ok)
+            if on_result is not None:
+                on_result(error is None)
+        for channel_id, deliveries in batches.items():
+            channel = by_id[channel_id]
+            title, body = render_batch([d.event for d in deliveries], channel.config.mode)
+            error = channel.send(title, body, EventKind.MOVED)
+            ok = self._mark(deliveries, channel, error, now())
+            sent, failed = sent + ok, failed + (1 - ok)
             if on_result is not None:
                 on_result(error is None)
         return sent, failed
+
+    def _mark(
+        self, deliveries: Sequence[Delivery], channel: Channel, error: str | None, now: datetime
+    ) -> int:
+        what = ", ".join(
+            f"{d.event.kind.value} {d.event.image}:{d.event.tag}" for d in deliveries[:5]
+        ) + (f" and {len(deliveries) - 5} more" if len(deliveries) > 5 else "")
+        for delivery in deliveries:
+            if error is None:
+                self.store.delivered(delivery, now)
+            else:
+                self.store.failed(delivery, now, error)
+        if error is None:
+            log.info("sent %s to %s", what, channel.where)
+            return 1
+        log.warning("could not send %s to %s (%s); will retry", what, channel.where, error)
+        return 0
 
     def pending_for(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         ids = {c.id for c in self.channels}

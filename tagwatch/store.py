@@ -150,6 +150,12 @@ def parse_time(text: str | None) -> datetime | None:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
+@migrations()
+def m002_delivery_due(db: Database) -> None:
+    """Deliveries may wait: a grace period before a move is alerted, or a digest schedule."""
+    db.table("deliveries").add_column("due_at", str)
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -285,14 +291,16 @@ class Store:
         observations: Mapping[TagKey, Observation],
         targets: Mapping[str, tuple[TagKey, str, str | None, TargetView, TargetView]],
         events: Sequence[Event],
-        routes: Mapping[int, Sequence[tuple[str, str]]] | None = None,
+        routes: Mapping[int, Sequence[Sequence[str | None]]] | None = None,
         hold: bool = False,
+        superseded: Sequence[int] = (),
     ) -> list[int]:
         """Record one cycle in one transaction; returns the new events' ids.
 
         `targets`: key -> (tag key, kind, pinned, state before, state after); a target
         whose state did not change is not written. `routes`: event index -> the
-        (notify_id, notify_name) pairs it goes to; `hold` records them as held, not pending.
+        (notify_id, notify_name[, state[, due_at]]) routes it goes to; `hold` records them as
+        held, not pending; `superseded` event ids' pending deliveries become 'merged'.
         """
         stamp = format_time(now)
         with self._errors("recording a check"), self.db.atomic():
@@ -322,16 +330,27 @@ class Store:
             for index, event in enumerate(events):
                 event_id = self._insert_event(event)
                 ids.append(event_id)
-                for notify_id, name in (routes or {}).get(index, ()):
+                for route in (routes or {}).get(index, ()):
+                    notify_id, name = route[0], route[1]
+                    state = route[2] if len(route) > 2 else "pending"
+                    due = route[3] if len(route) > 3 else None
                     self.db.table("deliveries").insert(
                         {
                             "event_id": event_id,
                             "notify_id": notify_id,
                             "notify_name": name,
-                            "state": "held" if hold else "pending",
+                            "state": "held" if hold and state == "pending" else state,
                             "attempts": 0,
+                            "due_at": due,
                         }
                     )
+            if superseded:  # moves within a grace period, now covered by a later event
+                marks = ",".join("?" * len(superseded))
+                self.db.execute(
+                    f"UPDATE deliveries SET state = 'merged' WHERE state = 'pending' "
+                    f"AND event_id IN ({marks})",
+                    list(superseded),
+                )
             self.db.execute(
                 "INSERT INTO meta(key, value) VALUES('last_cycle', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -450,7 +469,8 @@ class Store:
                 row = self.db.execute("SELECT value FROM meta WHERE key = 'notify_salt'").fetchone()
         return hmac.new(row[0].encode(), url.encode(), hashlib.sha256).hexdigest()[:20]
 
-    def pending(self, notify_ids: Iterable[str]) -> list[Delivery]:
+    def pending(self, notify_ids: Iterable[str], now: datetime | None = None) -> list[Delivery]:
+        """Deliveries to send now: pending, and due (no due time, or due by `now`)."""
         ids = list(notify_ids)
         if not ids:
             return []
@@ -461,8 +481,8 @@ class Store:
                 "e.target, e.image, e.tag, e.pinned, e.old_digest, e.new_digest, "
                 "e.platforms_changed, e.details FROM deliveries d JOIN events e "
                 f"ON e.id = d.event_id WHERE d.state = 'pending' AND d.notify_id IN ({marks}) "
-                "ORDER BY d.event_id, d.notify_id",
-                ids,
+                "AND (d.due_at IS NULL OR d.due_at <= ?) ORDER BY d.event_id, d.notify_id",
+                [*ids, format_time(now) or "9999"],
             ).fetchall()
         return [Delivery(r[0], r[1], r[2], r[3], self._event(r[4:])) for r in rows]
 
@@ -507,6 +527,18 @@ class Store:
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
+
+    def waiting_moves(self, target: str, now: datetime) -> list[tuple[int, str | None, str]]:
+        """Moves of a target whose alerts still wait for their grace period to end:
+        (event id, old digest, at), oldest first."""
+        with self._errors("reading events"):
+            rows = self.db.execute(
+                "SELECT e.id, e.old_digest, e.at FROM events e WHERE e.target = ? "
+                "AND e.kind IN ('moved', 'rewritten') AND EXISTS (SELECT 1 FROM deliveries d "
+                "WHERE d.event_id = e.id AND d.state = 'pending' AND d.due_at > ?) ORDER BY e.id",
+                [target, format_time(now)],
+            ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
 
     def move_details(self, image: str, tag: str) -> dict[tuple[str, str], dict[str, Any]]:
         """(new digest, time) -> details of every recorded move of a tag, for `history`."""

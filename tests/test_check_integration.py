@@ -284,7 +284,8 @@ def test_pins_stale_current_and_missing(hub: tuple[Registry, Pusher], setup: Set
     assert again.code == 0 and len(webhook.received) == count
 
     push.tag(repo, "3.20", old)  # the tag goes back to the pinned digest
-    assert setup("check").code == 0
+    back = setup("check", "--json")
+    assert back.code == 0, back.out + back.err
     webhook.wait_for(count + 1)
     titles = [t for t, _ in events_of(webhook)[count:]]
     assert f"[tagwatch] current: {image}:3.20" in titles

@@ -205,6 +205,21 @@ password_file = "${CREDENTIALS_DIRECTORY}/ghcr"
             ":3: registry[0].rate: bad rate 'fast'",
         ),
         (
+            '[[watch]]\nimage = "python"\nquiet = ["22-7"]\n',
+            ":3: watch[0].quiet: bad window '22-7'",
+        ),
+        ('[[watch]]\nimage = "python"\ngrace = "soon"\n', ":3: watch[0].grace: bad duration"),
+        ('[[notify]]\nurl = "json://x"\nmode = "daily"\n', ":3: notify[0].mode: unknown mode"),
+        (
+            '[[notify]]\nurl = "json://x"\nmode = "digest"\n',
+            "notify[0].schedule: a digest needs a schedule",
+        ),
+        (
+            '[[notify]]\nurl = "json://x"\nmode = "digest"\nschedule = ["9am"]\n',
+            ":4: notify[0].schedule: bad time '9am'",
+        ),
+        ('[[notify]]\nurl = "json://x"\nformat = "rtf"\n', ":3: notify[0].format: unknown format"),
+        (
             '[[watch]]\nimage = "python"\ninterval = "0s"\n',
             ":3: watch[0].interval: must be longer than 0s",
         ),
@@ -237,17 +252,43 @@ _toml_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3).map(lambda xs: "[" + ", ".join(xs) + "]"),
     max_leaves=4,
 )
-_keys = st.sampled_from(["image", "interval", "jitter", "max_age", "renotify", "platforms",
-                         "notify", "url", "url_env", "tags", "events", "host", "username",
-                         "password_env", "concurrency", "timeout", "database", "rate",
-                         "listen", "source", "mutable", "error_after", "zzz"])
-_tables = st.sampled_from(["[tagwatch]", "[metrics]", "[[watch]]", "[[pin]]", "[[notify]]",
-                           "[[registry]]", "[nonsense]"])
+_keys = st.sampled_from(
+    [
+        "image",
+        "interval",
+        "jitter",
+        "max_age",
+        "renotify",
+        "platforms",
+        "notify",
+        "url",
+        "url_env",
+        "tags",
+        "events",
+        "host",
+        "username",
+        "password_env",
+        "concurrency",
+        "timeout",
+        "database",
+        "rate",
+        "listen",
+        "source",
+        "mutable",
+        "error_after",
+        "zzz",
+    ]
+)
+_tables = st.sampled_from(
+    ["[tagwatch]", "[metrics]", "[[watch]]", "[[pin]]", "[[notify]]", "[[registry]]", "[nonsense]"]
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(_tables, st.lists(st.tuples(_keys, _toml_values), max_size=4)),
-                max_size=4) | st.text(max_size=200).map(lambda t: [("", [("", t)])]))
+@given(
+    st.lists(st.tuples(_tables, st.lists(st.tuples(_keys, _toml_values), max_size=4)), max_size=4)
+    | st.text(max_size=200).map(lambda t: [("", [("", t)])])
+)
 def test_any_file_gives_a_config_or_one_clean_line(
     tmp_path_factory: pytest.TempPathFactory, tables: list[tuple[str, list[tuple[str, str]]]]
 ) -> None:

@@ -39,11 +39,35 @@ def test_wal_and_migrations(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "t.db"))
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     names = [r[0] for r in store.db.execute("SELECT name FROM _sqlite_migrations")]
-    assert names == ["m001_initial"]
+    assert names == ["m001_initial", "m002_delivery_due"]
     store.close()
     # Re-opening applies nothing twice.
     again = Store(str(tmp_path / "t.db"))
-    assert rows(again, "_sqlite_migrations") == 1
+    assert rows(again, "_sqlite_migrations") == 2
+
+
+def test_a_first_release_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A database written by 0.1's schema (m001 only) keeps its rows and gains due_at."""
+    from sqlite_utils import Database
+
+    from tagwatch.store import m001_initial
+
+    path = tmp_path / "old.db"
+    old = Database(str(path))
+    m001_initial(old)
+    old.execute("CREATE TABLE _sqlite_migrations (migration_set TEXT, name TEXT, "
+                "applied_at TEXT, PRIMARY KEY (migration_set, name))")
+    old.execute("INSERT INTO _sqlite_migrations VALUES ('tagwatch', 'm001_initial', 'x')")
+    old.execute("INSERT INTO events(id, at, kind, target, image, tag) "
+                "VALUES (1, '2026-01-01T00:00:00Z', 'moved', 'watch:x', 'i', 't')")
+    old.execute("INSERT INTO deliveries(event_id, notify_id, notify_name, state, attempts) "
+                "VALUES (1, 'n', 'notify[0]', 'pending', 0)")
+    old.conn.commit()
+    old.close()
+    store = Store(str(path))
+    assert "due_at" in store.db.table("deliveries").columns_dict
+    [delivery] = store.pending(["n"])
+    assert delivery.event.kind is EventKind.MOVED
 
 
 def test_unchanged_checks_add_no_rows(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 from enum import StrEnum
 from typing import Any
 
@@ -73,6 +73,8 @@ class Target:
     source: str | None = None
     mutable: bool = False  # a version-like tag that is expected to be rebuilt
     interval: float | None = None  # own check interval (daemon); None: the global one
+    grace: float = 0.0  # seconds a move waits before it is alerted (a re-push merges)
+    quiet: tuple[tuple[time, time], ...] = ()  # UTC windows without alerts
 
     @property
     def key(self) -> str:

@@ -225,6 +225,13 @@ class RegistryClient:
             )
             image = platforms[platform]
         manifest = self.manifest(ref, image)
+        if manifest.is_index:  # platforms were not known: pick from the index itself
+            platform = next(
+                (p for p in (*prefer, "linux/amd64") if p in manifest.platforms),
+                sorted(manifest.platforms)[0],
+            )
+            image = manifest.platforms[platform]
+            manifest = self.manifest(ref, image)
         created: str | None = None
         labels: dict[str, str] = {}
         if manifest.config_digest is not None:
