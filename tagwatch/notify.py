@@ -80,10 +80,17 @@ def render(event: Event) -> tuple[str, str]:
         created = what.get("created") or {}
         if created.get("new") and created.get("new") != created.get("old"):
             lines.append(f"created: {created.get('old') or '?'} → {created['new']}")
-        if event.old_digest:
-            lines.append(f"old: {event.old_digest}")
-        if event.new_digest:
-            lines.append(f"new: {event.new_digest}")
+        if event.kind in (EventKind.ERROR, EventKind.VANISHED):
+            if event.old_digest:
+                lines.append(f"last digest: {event.old_digest}")
+        elif event.kind is EventKind.RECOVERED:
+            if event.new_digest:
+                lines.append(f"digest: {event.new_digest}")
+        else:
+            if event.old_digest:
+                lines.append(f"old: {event.old_digest}")
+            if event.new_digest:
+                lines.append(f"new: {event.new_digest}")
         if event.pinned:
             lines.append(f"pinned: {event.pinned}")
     if event.platforms_changed:

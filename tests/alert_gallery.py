@@ -1,0 +1,117 @@
+"""Every kind of alert, for real: `./dev gallery` (or `cd tests && python alert_gallery.py`).
+
+Starts the distribution registry on loopback, drives watches and pins through every event
+with in-process check cycles on a fake clock, and prints each alert exactly as a local
+json:// webhook received it. The README's "Example alerts" come from this."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from faultproxy import FaultProxy
+from regharness import OCI_MANIFEST, Pusher, digest_of, start_registry
+from sinks import WebhookSink
+
+from tagwatch.config import load_config
+from tagwatch.cycle import run_cycle
+from tagwatch.notify import Notifier
+from tagwatch.registry.client import client_for
+from tagwatch.store import Store
+
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+def layered(push: Pusher, repo: str, tag: str, layers: list[bytes], version: str,
+            created: str) -> str:
+    blobs = [gzip.compress(raw, mtime=0) for raw in layers]
+    config = json.dumps({"architecture": "amd64", "os": "linux", "created": created,
+                         "config": {"Labels": {"org.opencontainers.image.version": version}},
+                         "rootfs": {"type": "layers",
+                                    "diff_ids": [digest_of(r) for r in layers]}}).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": push.push_blob(repo, config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": push.push_blob(repo, b), "size": len(b)} for b in blobs],
+    }).encode()
+    return push.push_manifest(repo, tag, manifest, OCI_MANIFEST)
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="tagwatch-gallery-"))
+    registry = start_registry(work / "registry", "anonymous")
+    proxy = FaultProxy(registry.url)
+    hook = WebhookSink()
+    try:
+        push = Pusher(registry)
+        base = [bytes([i]) * 300_000 for i in range(4)]
+        layered(push, "python", "3.12", [*base, b"7" * 1000], "3.12.7", "2026-10-01T00:00:00Z")
+        push.push_image("tool", "1.4.2", seed="a")
+        push.push_image("app", "stable", seed="a")
+        old_base = push.push_image("alpine", "3.20", seed="old")
+        push.push_image("alpine", "3.20", seed="new")
+        host = proxy.host
+        (work / "config.toml").write_text(f"""
+[tagwatch]
+database = "{work / 'tagwatch.db'}"
+[[watch]]
+image = "{host}/python:3.12"
+[[watch]]
+image = "{host}/tool:1.4.2"
+[[watch]]
+image = "{host}/app:stable"
+[[pin]]
+image = "{host}/alpine:3.20@{old_base}"
+max_age = "7d"
+source = "services/api/Dockerfile"
+[[pin]]
+image = "{host}/alpine:3.20@sha256:{'0' * 64}"
+max_age = "0s"
+source = "services/legacy/Dockerfile"
+[[notify]]
+url = "{hook.url}"
+""")
+        config = load_config(work / "config.toml")
+        store = Store(config.settings.database)
+        notifier = Notifier(config.notify, store)
+        client = client_for(config)
+        client.retries = 0
+
+        def cycle(at: datetime) -> None:
+            run_cycle(config, store, client, notifier, clock=lambda: at)
+
+        cycle(T0 - timedelta(days=10))
+        layered(push, "python", "3.12", [*base[:3], b"8" * 400_000, b"8" * 1000], "3.12.8",
+                "2026-11-20T08:00:00Z")
+        push.push_image("tool", "1.4.2", seed="tampered")
+        push.delete_tag("app", "stable")
+        cycle(T0)
+        push.push_image("app", "stable", seed="b")
+        cycle(T0 + timedelta(hours=1))
+        proxy.set_fault("status", code=503)
+        for hour in (2, 3, 4):
+            cycle(T0 + timedelta(hours=hour))
+        proxy.clear()
+        cycle(T0 + timedelta(hours=5))
+        push.tag("alpine", "3.20", old_base)
+        cycle(T0 + timedelta(hours=6))
+        hook.wait_for(len(hook.received))
+        for message in hook.received:
+            print(f"--- type={message['type']}")
+            print(message["title"])
+            print(message["message"])
+        client.close()
+        store.close()
+    finally:
+        hook.close()
+        proxy.close()
+        registry.close()
+
+
+if __name__ == "__main__":
+    main()
