@@ -174,6 +174,8 @@ def _status_objects(config: Config, store: Store) -> list[dict[str, Any]]:
                 obj["behind_evidence"] = row["behind_evidence"]
             if row["pin_missing"]:
                 obj["pin_missing"] = True
+            if target.newer:
+                obj["newer"] = json.loads(row["newer"]) if row.get("newer") else []
         out.append(obj)
     return out
 

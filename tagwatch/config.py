@@ -313,6 +313,13 @@ def _ref(table: _Table, key: str) -> ImageRef:
         raise table.fail(key, str(exc)) from None
 
 
+def _newer_policy(table: _Table) -> str | None:
+    value: str | None = table.string("newer")
+    if value is not None and value not in ("patch", "minor", "major"):
+        raise table.fail("newer", f"unknown policy {value!r} (patch, minor or major)")
+    return value
+
+
 def _windows(table: _Table) -> tuple[tuple[time, time], ...]:
     windows = []
     for text in table.strings("quiet"):
@@ -491,6 +498,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                 interval=_own_interval(table),
                 grace=table.duration("grace", 0.0),
                 quiet=_windows(table),
+                newer=_newer_policy(table),
             )
             where = f"{kind.value}[{i}]"
             if target.key in seen:

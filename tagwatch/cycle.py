@@ -20,13 +20,13 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TypeVar
 
 from tagwatch.config import Config
 from tagwatch.core.changes import Change, compare
-from tagwatch.core.drift import Decision, PinFacts, decide, pin_needs_facts
+from tagwatch.core.drift import Decision, PinFacts, decide, make_event, pin_needs_facts
 from tagwatch.core.model import (
     Event,
     EventKind,
@@ -43,6 +43,7 @@ from tagwatch.core.model import (
     TargetView,
 )
 from tagwatch.core.refs import ImageRef
+from tagwatch.core.versions import newer_versions, parse_version
 from tagwatch.errors import NotFound, RegistryError, StoreError
 from tagwatch.notify import Notifier
 from tagwatch.registry.client import RegistryClient
@@ -97,6 +98,88 @@ def utcnow() -> datetime:
 
 def _fact(key: str, what: str, fn: Callable[..., object], *args: object) -> tuple[str, str, object]:
     return key, what, fn(*args)
+
+
+TAG_LIST_TTL = timedelta(hours=6)
+
+
+def _fetch_tags(
+    client: RegistryClient, ref: ImageRef, key: tuple[str, str]
+) -> tuple[tuple[str, str], tuple[list[str], bool] | None]:
+    try:
+        return key, client.list_tags(ref)
+    except RegistryError as exc:
+        log.info("%s: cannot list tags for newer versions: %s", ref.name, exc)
+        return key, None
+
+
+def _newer_versions(
+    store: Store,
+    client: RegistryClient,
+    targets: Sequence[Target],
+    observations: Mapping[TagKey, Observation],
+    now: datetime,
+    limit: int,
+    caps: Mapping[str, int],
+    slots: threading.Semaphore | None,
+) -> dict[str, list[str]]:
+    """Target key -> newer version tags in its track, for targets with a `newer` policy.
+    A repository's tag list is read at most once per TAG_LIST_TTL, shared by its targets."""
+    wanted = [
+        t
+        for t in targets
+        if t.newer and parse_version(t.tag) and isinstance(observations[t.tag_key], Resolved)
+    ]
+    if not wanted:
+        return {}
+    lists: dict[tuple[str, str], list[str]] = {}
+    fetch: list[tuple[tuple[str, str], ImageRef]] = []
+    for target in wanted:
+        key = (target.ref.registry, target.ref.repository)
+        if key in lists or any(k == key for k, _ in fetch):
+            continue
+        cached = store.tag_list(*key)
+        if cached is not None and now - cached[1] < TAG_LIST_TTL:
+            lists[key] = cached[0]
+        else:
+            fetch.append((key, target.ref.without_digest()))
+    jobs = [(ref.registry, partial(_fetch_tags, client, ref, key)) for key, ref in fetch]
+    for key, result in run_bounded(jobs, limit, caps, slots=slots):
+        if result is not None:
+            lists[key] = result[0]
+            try:
+                store.save_tag_list(*key, result[0], result[1], now)
+            except StoreError as exc:
+                log.warning("%s", exc)
+    out = {}
+    for target in wanted:
+        found = lists.get((target.ref.registry, target.ref.repository))
+        if found is not None:
+            assert target.newer is not None
+            out[target.key] = newer_versions(target.tag, found, target.newer)
+    return out
+
+
+def _with_newer(
+    target: Target, view: TargetView, decision: Decision, found: list[str] | None, now: datetime
+) -> Decision:
+    """Keep the reported newer versions in the target's state; a version not reported before
+    is a `newer` event (once)."""
+    if found is None:
+        return replace(decision, target=replace(decision.target, newer=view.newer))
+    fresh = [v for v in found if v not in view.newer]
+    events = decision.events
+    if fresh:
+        events = (
+            *events,
+            make_event(
+                target,
+                EventKind.NEWER,
+                now,
+                details={"newer": fresh, "newest": found[-1], "policy": target.newer},
+            ),
+        )
+    return replace(decision, target=replace(decision.target, newer=tuple(found)), events=events)
 
 
 def _merge_within_grace(
@@ -365,6 +448,11 @@ def run_cycle(
         elif isinstance(value, datetime) and current.evidence is None:
             facts[key] = PinFacts((min(value, now), "image created"), current.pinned_exists)
 
+    # 3c. newer versions, for targets that ask: the repository's tag list (cached for hours).
+    newer = _newer_versions(
+        store, client, targets, observations, now, settings.concurrency, caps, slots
+    )
+
     # 4. decide, per target.
     events: list[Event] = []
     routes: dict[int, list[tuple[str, str, str, str | None]]] = {}
@@ -391,6 +479,7 @@ def run_cycle(
             history=history(target.tag_key) if moved and target.kind is Kind.WATCH else (),
             pin=facts.get(target.key),
         )
+        decision = _with_newer(target, view, decision, newer.get(target.key), now)
         for event in decision.events:
             event = _merge_within_grace(store, target, event, now, superseded)
             if notifier is not None:
@@ -401,7 +490,6 @@ def run_cycle(
                         (r[0], r[1], "merged", None) for r in routes[len(events)]
                     ]
             events.append(event)
-        decision = replace(decision, events=tuple(events[len(events) - len(decision.events) :]))
         changes[target.key] = (
             target.tag_key,
             target.kind.value,

@@ -16,6 +16,7 @@ adds exactly one new series.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import socket
 import threading
@@ -131,6 +132,11 @@ class _StateCollector:
             "Whether the pinned digest no longer exists upstream (0/1; checked while behind).",
             labels=pin_labels,
         )
+        newer = GaugeMetricFamily(
+            "tagwatch_tag_newer_available",
+            "Newer version tags in the tag's track (for targets with a `newer` policy).",
+            labels=tag_labels,
+        )
         behind = GaugeMetricFamily(
             "tagwatch_pin_behind_seconds",
             "How long the pin has been behind (0 when current).",
@@ -146,6 +152,7 @@ class _StateCollector:
         )
         targets = {Kind.WATCH.value: 0, Kind.PIN.value: 0}
         tags_done: set[tuple[str, str]] = set()
+        newer_done: set[tuple[str, str]] = set()
         for item in rows:
             target, row = item.target, item.row
             image, tag = target.ref.name, target.tag
@@ -164,6 +171,10 @@ class _StateCollector:
                 missing.add_metric([image, tag, pinned], 1.0 if row.get("pin_missing") else 0.0)
                 since = _ts(row.get("behind_since"))
                 behind.add_metric([image, tag, pinned], max(0.0, now - since) if since else 0.0)
+            if target.newer and (image, tag) not in newer_done:
+                newer_done.add((image, tag))
+                found = json.loads(row["newer"]) if row.get("newer") else []
+                newer.add_metric([image, tag], float(len(found)))
             if (image, tag) in tags_done:
                 continue
             tags_done.add((image, tag))
@@ -196,6 +207,7 @@ class _StateCollector:
             stale,
             missing,
             behind,
+            newer,
         )
 
 

@@ -95,6 +95,9 @@ def render(event: Event) -> tuple[str, str]:
             lines.append(f"pinned: {event.pinned}")
     if event.platforms_changed:
         lines.append(f"platforms changed: {', '.join(event.platforms_changed)}")
+    if event.kind is EventKind.NEWER:
+        lines.append(f"newer: {', '.join(d.get('newer') or [])}")
+        lines.append(f"newest in the track: {d.get('newest')} (policy: {d.get('policy')})")
     if d.get("moves"):
         lines.append(
             f"moves: {d['moves']} within the grace period, the first at {d.get('first_moved')}"

@@ -156,6 +156,17 @@ def m002_delivery_due(db: Database) -> None:
     db.table("deliveries").add_column("due_at", str)
 
 
+@migrations()
+def m003_newer_versions(db: Database) -> None:
+    """Newer versions: what each target has reported, and repositories' tag lists (cached
+    between cycles: Docker Hub's `node` has over 9,000 tags)."""
+    db.table("targets").add_column("newer", str)
+    db.table("tag_lists").create(
+        {"registry": str, "repository": str, "fetched_at": str, "complete": int, "tags": str},
+        pk=("registry", "repository"),
+    )
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -230,7 +241,7 @@ class Store:
         with self._errors("reading targets"):
             rows = self.db.execute(
                 "SELECT key, state, fail_count, error_alerted, behind_since, behind_evidence, "
-                "stale_alerted_at, pin_missing, changes FROM targets"
+                "stale_alerted_at, pin_missing, changes, newer FROM targets"
             ).fetchall()
         return {r[0]: self._target_view(r[1:]) for r in rows}
 
@@ -245,6 +256,7 @@ class Store:
             stale_alerted_at=parse_time(r[5]),
             pin_missing=bool(r[6]),
             changes=r[7] or 0,
+            newer=tuple(json.loads(r[8])) if len(r) > 8 and r[8] else (),
         )
 
     def history(self, key: TagKey) -> list[Stretch]:
@@ -271,7 +283,7 @@ class Store:
         with self._errors("reading status"):
             cursor = self.db.execute(
                 "SELECT g.key, g.kind, g.pinned, g.state, g.behind_since, g.behind_evidence, "
-                "g.fail_count, g.changes, g.pin_missing, t.registry, t.repository, t.tag, "
+                "g.fail_count, g.changes, g.pin_missing, g.newer, t.registry, t.repository, t.tag, "
                 "t.digest, t.platforms, t.changed_at, t.checked_at, t.error, t.present, "
                 "t.first_seen FROM targets g JOIN tags t ON t.id = g.tag_id ORDER BY g.key"
             )
@@ -432,6 +444,7 @@ class Store:
             "stale_alerted_at": format_time(view.stale_alerted_at),
             "pin_missing": int(view.pin_missing),
             "changes": view.changes,
+            "newer": _json(list(view.newer)) if view.newer else None,
         }
 
     def _insert_event(self, event: Event) -> int:
@@ -539,6 +552,30 @@ class Store:
                 [target, format_time(now)],
             ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
+
+    def tag_list(self, registry: str, repository: str) -> tuple[list[str], datetime] | None:
+        """A repository's cached tag list and when it was fetched."""
+        with self._errors("reading tag lists"):
+            row = self.db.execute(
+                "SELECT tags, fetched_at FROM tag_lists WHERE registry = ? AND repository = ?",
+                [registry, repository],
+            ).fetchone()
+        if row is None:
+            return None
+        when = parse_time(row[1])
+        return (json.loads(row[0]), when) if when else None
+
+    def save_tag_list(
+        self, registry: str, repository: str, tags: Sequence[str], complete: bool, now: datetime
+    ) -> None:
+        with self._errors("saving a tag list"), self.db.atomic():
+            self.db.execute(
+                "INSERT INTO tag_lists(registry, repository, fetched_at, complete, tags) "
+                "VALUES(?,?,?,?,?) ON CONFLICT(registry, repository) DO UPDATE SET "
+                "fetched_at = excluded.fetched_at, complete = excluded.complete, "
+                "tags = excluded.tags",
+                [registry, repository, format_time(now), int(complete), _json(list(tags))],
+            )
 
     def move_details(self, image: str, tag: str) -> dict[tuple[str, str], dict[str, Any]]:
         """(new digest, time) -> details of every recorded move of a tag, for `history`."""

@@ -39,11 +39,11 @@ def test_wal_and_migrations(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "t.db"))
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     names = [r[0] for r in store.db.execute("SELECT name FROM _sqlite_migrations")]
-    assert names == ["m001_initial", "m002_delivery_due"]
+    assert names == ["m001_initial", "m002_delivery_due", "m003_newer_versions"]
     store.close()
     # Re-opening applies nothing twice.
     again = Store(str(tmp_path / "t.db"))
-    assert rows(again, "_sqlite_migrations") == 2
+    assert rows(again, "_sqlite_migrations") == 3
 
 
 def test_a_first_release_database_is_upgraded_in_place(tmp_path: Path) -> None:

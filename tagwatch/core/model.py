@@ -75,6 +75,7 @@ class Target:
     interval: float | None = None  # own check interval (daemon); None: the global one
     grace: float = 0.0  # seconds a move waits before it is alerted (a re-push merges)
     quiet: tuple[tuple[time, time], ...] = ()  # UTC windows without alerts
+    newer: str | None = None  # report newer version tags: patch | minor | major
 
     @property
     def key(self) -> str:
@@ -163,6 +164,7 @@ class TargetView:
     stale_alerted_at: datetime | None = None
     pin_missing: bool = False
     changes: int = 0  # moves seen (alerted or not)
+    newer: tuple[str, ...] = ()  # newer versions available (all of them already reported)
 
 
 @dataclass(frozen=True, slots=True)

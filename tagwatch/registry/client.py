@@ -63,6 +63,9 @@ _DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
 _NOT_FOUND_CODES = {"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "NOT_FOUND", "TAG_UNKNOWN"}
 MAX_CONFIG_BYTES = 8 * 1024 * 1024
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
+MAX_TAG_PAGES = 20  # 20,000 tags at n=1000: node on Docker Hub has about 9,000
+MAX_TAG_LIST_BYTES = 4 * 1024 * 1024
+_LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 MAX_BACKOFF = 8.0  # seconds; the longest wait between two tries of one request
 
 
@@ -253,6 +256,28 @@ class RegistryClient:
                 if isinstance(found, dict):
                     labels = {str(k): v for k, v in found.items() if isinstance(v, str)}
         return ImageFacts(image, platform, created, labels, manifest.annotations, manifest.layers)
+
+    def list_tags(self, ref: ImageRef, page_size: int = 1000) -> tuple[list[str], bool]:
+        """Every tag of the repository, following `Link: <…>; rel="next"` pagination for at
+        most MAX_TAG_PAGES pages; returns (tags, complete)."""
+        path = f"/v2/{ref.repository}/tags/list?n={page_size}"
+        tags: list[str] = []
+        for _ in range(MAX_TAG_PAGES):
+            body, _, headers = self._get(ref, path, {"Accept": "application/json"},
+                                         limit=MAX_TAG_LIST_BYTES)
+            try:
+                page = json.loads(body).get("tags") or []
+            except (ValueError, AttributeError):
+                raise BadResponse(
+                    f"{self._host(ref)}: {ref.name}: the tag list is not JSON",
+                    host=ref.registry,
+                ) from None
+            tags.extend(t for t in page if isinstance(t, str))
+            following = _next_link(headers.get("link"))
+            if following is None:
+                return tags, True
+            path = following
+        return tags, False
 
     def image_created(self, ref: ImageRef, seen: Resolved) -> datetime | None:
         """The `created` time of the image a tag points at; evidence for a pin's age."""
@@ -562,6 +587,17 @@ class RegistryClient:
                 host=ref.registry,
             )
         return BadResponse(f"{host}: HTTP {status} for {where}{suffix}", host=ref.registry)
+
+
+def _next_link(value: str | None) -> str | None:
+    """The path of a `Link: </v2/x/tags/list?last=a&n=100>; rel="next"` header."""
+    if not value:
+        return None
+    match = _LINK_NEXT.search(value)
+    if match is None:
+        return None
+    url = httpx.URL(match.group(1))
+    return url.raw_path.decode("ascii")
 
 
 def credentials_for(config: Config) -> Callable[[str], Credentials | None]:
