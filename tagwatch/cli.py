@@ -414,6 +414,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_scan(args: argparse.Namespace) -> int:
+    from tagwatch.core.scan import scan_paths, to_rows, to_snippet
+
+    try:
+        found = scan_paths(args.paths, include=args.include, exclude=args.exclude)
+    except FileNotFoundError as exc:
+        missing = exc.filename or (exc.args[0] if exc.args else "?")
+        if not exc.filename:
+            missing = next((p for p in args.paths if not os.path.exists(p)), missing)
+        return _fail(f"{missing}: no such file or directory")
+    if args.config_snippet:
+        print(to_snippet(found), end="")
+        return EXIT_OK
+    rows = to_rows(found)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    table = []
+    for row in rows:
+        if row["problem"]:
+            what = [row["text"] or "-", "?", "-", "-", row["problem"]]
+        else:
+            what = [
+                row["image"],
+                row["kind"],
+                row["tag"] or "-",
+                _short(row["digest"]),
+                row["context"],
+            ]
+        table.append([f"{row['file']}:{row['line']}", *what])
+    print(_table(table, ["WHERE", "IMAGE", "KIND", "TAG", "DIGEST", "CONTEXT"]))
+    problems = sum(1 for row in rows if row["problem"])
+    images = len({(r["image"], r["tag"], r["digest"]) for r in rows if not r["problem"]})
+    print(f"{len(rows)} references, {images} distinct images, {problems} unresolved")
+    return EXIT_OK
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from tagwatch.config import check_secrets
 
@@ -526,6 +563,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print digest, media type and platforms")
     command("validate", cmd_validate, "check the configuration and its secrets")
+    p = command(
+        "scan",
+        cmd_scan,
+        "every image reference in Dockerfiles, compose files and Kubernetes manifests",
+        config=False,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or directories to scan")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.add_argument(
+        "--config-snippet",
+        action="store_true",
+        help="print [[watch]] and [[pin]] entries for what was found",
+    )
+    p.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only files matching this glob (repeatable; gitignore-style)",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="skip files matching this glob (repeatable)",
+    )
     command("notify-test", cmd_notify_test, "send a test alert to every notification target")
     return parser
 
