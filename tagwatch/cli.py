@@ -103,9 +103,11 @@ def _fail(message: str, status: int = EXIT_USAGE) -> int:
 
 
 def _load(args: argparse.Namespace) -> Config:
+    """The config, with the targets its [[source]] files name."""
     from tagwatch.config import default_config_path, load_config
+    from tagwatch.sources import expand
 
-    return load_config(args.config or default_config_path())
+    return expand(load_config(args.config or default_config_path()))
 
 
 def _client(config: Config) -> RegistryClient:

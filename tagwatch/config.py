@@ -121,6 +121,21 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """[[source]]: files whose image references become watches and pins, re-read every
+    cycle (see tagwatch.sources)."""
+
+    where: str  # "source[0]"
+    path: str  # a directory or file; relative paths are relative to the config file
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    notify: tuple[str, ...] = ()
+    max_age: float = 7 * DAY
+    renotify: float = DAY
+    newer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: str
     settings: Settings
@@ -128,6 +143,7 @@ class Config:
     registries: Mapping[str, RegistryConfig] = field(default_factory=dict)
     targets: tuple[Target, ...] = ()
     notify: tuple[NotifyConfig, ...] = ()
+    sources: tuple[SourceConfig, ...] = ()
 
     def registry(self, host: str) -> RegistryConfig | None:
         return self.registries.get(host)
@@ -510,6 +526,30 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
             table.finish()
 
     notify: list[NotifyConfig] = []
+    sources: list[SourceConfig] = []
+    for i, item in enumerate(root.get("source", list, [])):
+        table = _Table(reader, item, "source", i)
+        where = f"source[{i}]"
+        given = _expand(table, "path", table.string("path"), env)
+        if given is None:
+            raise table.fail("path", 'is required (a directory or file, e.g. path = "/srv/repo")')
+        full = Path(given) if Path(given).is_absolute() else Path(shown).parent / given
+        if not full.exists():
+            raise table.fail("path", f"{full} does not exist")
+        sources.append(
+            SourceConfig(
+                where=where,
+                path=str(full),
+                include=table.strings("include"),
+                exclude=table.strings("exclude"),
+                notify=table.strings("notify"),
+                max_age=table.duration("max_age", 7 * DAY),
+                renotify=table.duration("renotify", DAY),
+                newer=_newer_policy(table),
+            )
+        )
+        table.finish()
+
     known_events = {e.value for e in EventKind if e is not EventKind.TEST}
     names: set[str] = set()
     for i, item in enumerate(root.get("notify", list, [])):
@@ -552,6 +592,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         registries=registries,
         targets=tuple(targets),
         notify=tuple(notify),
+        sources=tuple(sources),
     )
 
 

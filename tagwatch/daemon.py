@@ -45,6 +45,7 @@ from tagwatch.metrics import Metrics, MetricsServer, StateRow, state_rows
 from tagwatch.notify import Notifier
 from tagwatch.registry.client import RegistryClient, client_for
 from tagwatch.sdnotify import Notifier as Systemd
+from tagwatch.sources import expand
 from tagwatch.store import Store, TagKey, format_time
 
 __all__ = ["Daemon", "JobPlan", "plan_jobs"]
@@ -158,6 +159,16 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1},
         )
         self._schedule({}, self.runtime.jobs, config)
+        if config.sources:
+            from apscheduler.triggers.interval import IntervalTrigger
+
+            self.scheduler.add_job(
+                self._guarded_refresh,
+                IntervalTrigger(seconds=config.settings.interval, timezone=UTC),
+                id="[[source]] scan",
+                name="[[source]] scan",
+                misfire_grace_time=max(1, int(config.settings.interval)),
+            )
         if config.metrics_listen:
             try:
                 self.server = MetricsServer(config.metrics_listen, self.metrics, self.health)
@@ -243,7 +254,27 @@ class Daemon:
     def _load(self) -> Config:
         config = load_config(self.config_path, self.env)
         check_secrets(config, self.env)
-        return config
+        self.base_config = config
+        return expand(config)
+
+    def refresh_sources(self) -> None:
+        """Scan the [[source]] files again; when the targets they name changed, apply it as
+        a reload would (the registry client, its tokens and the notifier are kept)."""
+        runtime = self.runtime
+        config = expand(self.base_config)
+        if {t.key for t in config.targets} == {t.key for t in runtime.config.targets}:
+            return
+        before = {t.key for t in runtime.config.targets}
+        jobs = plan_jobs(config)
+        old_jobs, runtime.jobs = runtime.jobs, jobs
+        runtime.config = config
+        self._schedule(old_jobs, jobs, config)
+        after = {t.key for t in config.targets}
+        log.info(
+            "sources changed: %d targets added, %d removed",
+            len(after - before),
+            len(before - after),
+        )
 
     def _build(self, config: Config) -> _Runtime:
         notifier = Notifier(config.notify, self.store, self.env) if config.notify else None
@@ -321,6 +352,12 @@ class Daemon:
                 self._since[job_id] = time.monotonic()
             elif jitter_changed:
                 self.scheduler.reschedule_job(job_id, trigger=trigger)
+
+    def _guarded_refresh(self) -> None:
+        try:
+            self.refresh_sources()
+        except Exception:  # noqa: BLE001 - a scan bug must not stop the daemon
+            log.exception("scanning [[source]] files failed")
 
     # --- one scheduled cycle ----------------------------------------------------------------
 
