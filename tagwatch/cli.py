@@ -416,6 +416,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from tagwatch.audit import FINDINGS, HEADER, audit, to_markdown, to_table
+    from tagwatch.config import check_secrets
+    from tagwatch.cycle import utcnow
+
+    fail_on = {f.strip() for f in (args.fail_on or "").split(",") if f.strip()}
+    unknown = fail_on - set(FINDINGS)
+    if unknown:
+        return _fail(
+            f"--fail-on: unknown finding {', '.join(sorted(unknown))} "
+            f"(one of {', '.join(FINDINGS)})"
+        )
+    config = _load(args)
+    check_secrets(config)
+    store = _store(config)
+    try:
+        with _client(config) as client:
+            rows = audit(config, store, client, utcnow())
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([row.as_dict() for row in rows], indent=2))
+    elif args.markdown:
+        print(to_markdown(rows))
+    else:
+        print(_table(to_table(rows), HEADER))
+    failing = [r for r in rows if fail_on & set(r.findings)]
+    if failing:
+        print(
+            f"tagwatch: audit: {len(failing)} of {len(rows)} images have "
+            f"{', '.join(sorted(fail_on))} findings",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     from tagwatch.core.scan import scan_paths, to_rows, to_snippet
 
@@ -565,6 +602,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print digest, media type and platforms")
     command("validate", cmd_validate, "check the configuration and its secrets")
+    p = command(
+        "audit",
+        cmd_audit,
+        "the image audit: tag policy, pin lag, moves, age, maintainer, newer versions",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.add_argument(
+        "--fail-on",
+        metavar="FINDINGS",
+        help="exit 1 when an image has one of these findings, e.g. "
+        "stale,latest,unpinned (also: behind, vanished, error, newer, unchecked)",
+    )
     p = command(
         "scan",
         cmd_scan,

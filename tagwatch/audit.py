@@ -1,0 +1,191 @@
+"""`tagwatch audit`: the image audit over every watch and pin.
+
+For each target: where it is used, its tag policy (a `latest` or missing tag, a moving tag
+without a digest, a pin and how far behind it is and since when), how often the tag moved in
+the last 90 days, the image's age (config `created`), its maintainer and source from OCI
+labels, and newer versions. The recorded state comes from the database (run `check` or the
+daemon first); image age and labels are read from the registry, two or three GETs per image.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from tagwatch.config import Config
+from tagwatch.core.changes import ImageFacts
+from tagwatch.core.durations import format_duration
+from tagwatch.core.model import Kind, Target
+from tagwatch.cycle import registry_caps, run_bounded
+from tagwatch.errors import RegistryError
+from tagwatch.registry.client import RegistryClient
+from tagwatch.store import Store, parse_time
+
+__all__ = ["FINDINGS", "AuditRow", "audit", "to_markdown", "to_table"]
+
+FINDINGS = ("latest", "unpinned", "behind", "stale", "vanished", "error", "newer", "unchecked")
+MOVES_WINDOW = timedelta(days=90)
+_LATEST = re.compile(r"latest\Z|.*-latest\Z")
+
+
+@dataclass
+class AuditRow:
+    image: str
+    tag: str
+    kind: str
+    digest: str | None
+    pinned: str | None
+    state: str | None
+    used_in: str | None
+    findings: list[str] = field(default_factory=list)
+    behind_since: str | None = None
+    behind_for: str | None = None
+    moves_90d: int = 0
+    created: str | None = None
+    age_days: int | None = None
+    vendor: str | None = None
+    authors: str | None = None
+    source: str | None = None
+    version: str | None = None
+    newer: list[str] = field(default_factory=list)
+    note: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _facts(
+    client: RegistryClient, target: Target, digest: str, platforms: Mapping[str, str]
+) -> tuple[str, ImageFacts | str]:
+    try:
+        return target.key, client.image_facts(
+            target.ref.without_digest(), digest, platforms, target.platforms
+        )
+    except RegistryError as exc:
+        return target.key, str(exc)
+
+
+def audit(config: Config, store: Store, client: RegistryClient, now: datetime) -> list[AuditRow]:
+    rows_by_key = {row["key"]: row for row in store.status_rows()}
+    rows: list[AuditRow] = []
+    jobs = []
+    for target in config.targets:
+        row = rows_by_key.get(target.key)
+        digest = row["digest"] if row and row["present"] else None
+        platforms = json.loads(row["platforms"]) if row and row["platforms"] else {}
+        item = AuditRow(
+            image=target.ref.name,
+            tag=target.tag,
+            kind=target.kind.value,
+            digest=digest,
+            pinned=target.pinned,
+            state=row["state"] if row else None,
+            used_in=target.source,
+        )
+        if _LATEST.match(target.tag):
+            item.findings.append("latest")
+        if target.kind is Kind.WATCH:
+            item.findings.append("unpinned")
+        if row is None:
+            item.findings.append("unchecked")
+            item.note = "not checked yet: run tagwatch check"
+        else:
+            if row["behind_since"]:
+                item.findings.append("behind")
+                item.behind_since = row["behind_since"]
+                since = parse_time(row["behind_since"])
+                if since is not None:
+                    item.behind_for = format_duration((now - since).total_seconds())
+            if row["state"] in ("stale", "vanished", "error"):
+                item.findings.append(row["state"])
+            if row.get("newer"):
+                item.newer = json.loads(row["newer"])
+                if item.newer:
+                    item.findings.append("newer")
+            cutoff = now - MOVES_WINDOW
+            history = store.history((target.ref.registry, target.ref.repository, target.tag))
+            item.moves_90d = sum(1 for s in history[:-1] if s.first_seen >= cutoff)
+        rows.append(item)
+        if digest:
+            jobs.append((target.ref.registry, partial(_facts, client, target, digest, platforms)))
+    found = dict(run_bounded(jobs, config.settings.concurrency, registry_caps(config)))
+    for target, item in zip(config.targets, rows, strict=True):
+        facts = found.get(target.key)
+        if isinstance(facts, str):
+            item.note = f"image details unknown: {facts}"
+        elif facts is not None:
+            item.created = facts.created
+            when = _parse_created(facts.created)
+            if when is not None:
+                item.age_days = max(0, (now - when).days)
+            item.vendor = facts.label("org.opencontainers.image.vendor")
+            item.authors = facts.label("org.opencontainers.image.authors")
+            item.source = facts.label("org.opencontainers.image.source")
+            item.version = facts.label("org.opencontainers.image.version")
+    return rows
+
+
+def _parse_created(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _policy(row: AuditRow) -> str:
+    if row.kind == "pin":
+        if "behind" in row.findings:
+            return f"pinned, behind {row.behind_for or '?'}" + (
+                " (stale)" if "stale" in row.findings else ""
+            )
+        return "pinned, current"
+    return "moving tag, unpinned" + (" (latest)" if "latest" in row.findings else "")
+
+
+def _cells(row: AuditRow) -> list[str]:
+    maintainer = row.vendor or row.authors or "-"
+    return [
+        f"{row.image}:{row.tag}",
+        row.used_in or "-",
+        _policy(row),
+        str(row.moves_90d),
+        f"{row.age_days}d" if row.age_days is not None else "-",
+        maintainer,
+        row.source or "-",
+        ", ".join(row.newer) or "-",
+        ", ".join(f for f in row.findings if f != "behind") or "ok",
+    ]
+
+
+HEADER = [
+    "IMAGE",
+    "USED IN",
+    "TAG POLICY",
+    "MOVES 90D",
+    "AGE",
+    "MAINTAINER",
+    "SOURCE",
+    "NEWER",
+    "FINDINGS",
+]
+
+
+def to_table(rows: Sequence[AuditRow]) -> list[list[str]]:
+    return [_cells(row) for row in rows]
+
+
+def to_markdown(rows: Sequence[AuditRow]) -> str:
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(h.title() for h in HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for row in rows:
+        lines.append("| " + " | ".join(esc(c) for c in _cells(row)) + " |")
+    return "\n".join(lines)
