@@ -28,7 +28,17 @@ from tagwatch.store import Store, parse_time
 
 __all__ = ["FINDINGS", "AuditRow", "audit", "to_markdown", "to_table"]
 
-FINDINGS = ("latest", "unpinned", "behind", "stale", "vanished", "error", "newer", "unchecked")
+FINDINGS = (
+    "latest",
+    "unpinned",
+    "behind",
+    "stale",
+    "missing",
+    "vanished",
+    "error",
+    "newer",
+    "unchecked",
+)
 MOVES_WINDOW = timedelta(days=90)
 _LATEST = re.compile(r"latest\Z|.*-latest\Z")
 
@@ -103,6 +113,8 @@ def audit(config: Config, store: Store, client: RegistryClient, now: datetime) -
                     item.behind_for = format_duration((now - since).total_seconds())
             if row["state"] in ("stale", "vanished", "error"):
                 item.findings.append(row["state"])
+            if row["pin_missing"]:
+                item.findings.append("missing")
             if row.get("newer"):
                 item.newer = json.loads(row["newer"])
                 if item.newer:

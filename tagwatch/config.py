@@ -19,7 +19,7 @@ from typing import Any
 
 from tagwatch.core.durations import parse_duration
 from tagwatch.core.model import DAY, EventKind, Kind, Target
-from tagwatch.core.refs import ImageRef, parse_platform, parse_ref
+from tagwatch.core.refs import ImageRef, is_loopback, parse_platform, parse_ref
 from tagwatch.core.schedule import parse_time_of_day, parse_window
 from tagwatch.errors import ConfigError, ReferenceError_
 from tagwatch.registry.gate import parse_rate
@@ -104,6 +104,7 @@ class RegistryConfig:
     concurrency: int | None = None
     ca_file: str | None = None
     rate: float | None = None  # requests per second, at most
+    endpoint: str | None = None  # "https://mirror.example:5000": where its API is served
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +373,22 @@ def _body_format(table: _Table) -> str | None:
     return value
 
 
+def _endpoint(table: _Table, insecure: bool) -> str | None:
+    """`endpoint = "https://mirror.internal"`: the registry's API is served there (a mirror
+    or pull-through cache). Plain http only for loopback or with insecure = true."""
+    value: str | None = table.string("endpoint")
+    if value is None:
+        return None
+    match = re.fullmatch(r"(https?)://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?/?", value)
+    if not match:
+        raise table.fail("endpoint", f"bad endpoint {value!r}: use https://host[:port]")
+    if match.group(1) == "http" and not insecure and not is_loopback(match.group(2)):
+        raise table.fail(
+            "endpoint", f"{value} is plain http: allowed only for loopback or insecure = true"
+        )
+    return value.rstrip("/")
+
+
 def _rate(table: _Table) -> float | None:
     """`rate = "10/s"`: the most requests per second tagwatch sends to the registry."""
     text = table.string("rate")
@@ -472,6 +489,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
             concurrency=table.integer("concurrency", None),
             ca_file=ca_file,
             rate=_rate(table),
+            endpoint=_endpoint(table, insecure=table.get("insecure", bool, False)),
         )
         table.finish()
 

@@ -303,3 +303,28 @@ def test_any_file_gives_a_config_or_one_clean_line(
     except ConfigError as exc:
         message = str(exc)
         assert message.startswith(str(path)) and "\n" not in message.strip()
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "insecure", "error"),
+    [
+        ("https://mirror.example:5000", False, None),
+        ("http://127.0.0.1:5000", False, None),
+        ("http://mirror.example", True, None),
+        ("http://mirror.example", False, "plain http: allowed only for loopback"),
+        ("mirror.example", False, "bad endpoint"),
+    ],
+)
+def test_registry_endpoint(
+    tmp_path: Path, endpoint: str, insecure: bool, error: str | None
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[[registry]]\nhost = "docker.io"\nendpoint = "{endpoint}"\n'
+        f"insecure = {'true' if insecure else 'false'}\n"
+    )
+    if error is None:
+        assert load_config(path).registries["docker.io"].endpoint == endpoint
+    else:
+        with pytest.raises(ConfigError, match=error):
+            load_config(path)

@@ -328,6 +328,8 @@ class RegistryClient:
         host = ref.api_host
         insecure = settings.insecure
         scheme = "http" if is_loopback(host) else "https"
+        if settings.endpoint:  # a mirror or pull-through cache answers for this registry
+            scheme, _, host = settings.endpoint.partition("://")
         verify: ssl.SSLContext | bool = True
         if insecure:
             verify = False
