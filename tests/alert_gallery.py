@@ -47,11 +47,14 @@ def main() -> None:
     registry = start_registry(work / "registry", "anonymous")
     proxy = FaultProxy(registry.url)
     hook = WebhookSink()
+    summary = WebhookSink("/summary")
+    digest = WebhookSink("/digest")
     try:
         push = Pusher(registry)
         base = [bytes([i]) * 300_000 for i in range(4)]
         layered(push, "python", "3.12", [*base, b"7" * 1000], "3.12.7", "2026-10-01T00:00:00Z")
         push.push_image("tool", "1.4.2", seed="a")
+        push.tag("tool", "1.4", push.push_image("tool", None, seed="1.4"))
         push.push_image("app", "stable", seed="a")
         old_base = push.push_image("alpine", "3.20", seed="old")
         push.push_image("alpine", "3.20", seed="new")
@@ -64,6 +67,9 @@ image = "{host}/python:3.12"
 [[watch]]
 image = "{host}/tool:1.4.2"
 [[watch]]
+image = "{host}/tool:1.4"
+newer = "minor"
+[[watch]]
 image = "{host}/app:stable"
 [[pin]]
 image = "{host}/alpine:3.20@{old_base}"
@@ -75,6 +81,15 @@ max_age = "0s"
 source = "services/legacy/Dockerfile"
 [[notify]]
 url = "{hook.url}"
+[[notify]]
+url = "{summary.url}"
+mode = "summary"
+events = ["moved", "rewritten", "vanished", "newer"]
+[[notify]]
+url = "{digest.url}"
+mode = "digest"
+schedule = ["09:30"]
+events = ["moved", "rewritten", "vanished", "returned", "newer"]
 """)
         config = load_config(work / "config.toml")
         store = Store(config.settings.database)
@@ -90,6 +105,7 @@ url = "{hook.url}"
                 "2026-11-20T08:00:00Z")
         push.push_image("tool", "1.4.2", seed="tampered")
         push.delete_tag("app", "stable")
+        push.tag("tool", "1.5", push.push_image("tool", None, seed="1.5"))
         cycle(T0)
         push.push_image("app", "stable", seed="b")
         cycle(T0 + timedelta(hours=1))
@@ -100,15 +116,17 @@ url = "{hook.url}"
         cycle(T0 + timedelta(hours=5))
         push.tag("alpine", "3.20", old_base)
         cycle(T0 + timedelta(hours=6))
-        hook.wait_for(len(hook.received))
-        for message in hook.received:
-            print(f"--- type={message['type']}")
-            print(message["title"])
-            print(message["message"])
+        for sink, name in ((hook, "each"), (summary, "summary"), (digest, "digest")):
+            for message in sink.received:
+                print(f"--- {name} type={message['type']}")
+                print(message["title"])
+                print(message["message"])
         client.close()
         store.close()
     finally:
         hook.close()
+        summary.close()
+        digest.close()
         proxy.close()
         registry.close()
 

@@ -142,3 +142,23 @@ def test_rewritten_version_tag(registry_anonymous: Registry, tmp_path: Path,
     body = next(m["message"] for m in webhook.received if "rewritten" in m["title"])
     assert "looks like a fixed version" in body and "1.4.2 rebuilt" in body
     assert next(m["type"] for m in webhook.received if "rewritten" in m["title"]) == "failure"
+
+
+def test_platforms_added_to_an_index(registry_anonymous: Registry, tmp_path: Path,
+                                     webhook: WebhookSink) -> None:
+    push = Pusher(registry_anonymous)
+    repo = unique_repo("plat")
+    amd = push.push_image(repo, None, platform=("linux", "amd64", None), seed="amd")
+    push.put_index(repo, "1", {"linux/amd64": amd})
+    setup = Setup(tmp_path)
+    setup.watch(f"{registry_anonymous.host}/{repo}:1").notify(webhook.url)
+    assert setup("check").code == 0
+    arm = push.push_image(repo, None, platform=("linux", "arm64", None), seed="arm")
+    push.put_index(repo, "1", {"linux/amd64": amd, "linux/arm64": arm})
+    run = setup("check", "--json")
+    [event] = run.json()[0]["events"]
+    assert event["change"] == "index_only"
+    assert event["what_changed"]["platforms_added"] == ["linux/arm64"]
+    webhook.wait_for(1)
+    assert ("what changed: index changed, image unchanged, platforms +linux/arm64"
+            in webhook.received[0]["message"])
