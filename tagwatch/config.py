@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tagwatch.core.durations import parse_duration
 from tagwatch.core.model import DAY, EventKind, Kind, Target
@@ -23,6 +23,8 @@ from tagwatch.core.refs import ImageRef, is_loopback, parse_platform, parse_ref
 from tagwatch.core.schedule import parse_time_of_day, parse_window
 from tagwatch.errors import ConfigError, ReferenceError_
 from tagwatch.registry.gate import parse_rate
+
+T = TypeVar("T")
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -337,24 +339,15 @@ def _newer_policy(table: _Table) -> str | None:
     return value
 
 
-def _windows(table: _Table) -> tuple[tuple[time, time], ...]:
-    windows = []
-    for text in table.strings("quiet"):
+def _each(table: _Table, key: str, parse: Callable[[str], T]) -> tuple[T, ...]:
+    """Parse every string of a list key; the first bad one fails naming the key."""
+    out = []
+    for text in table.strings(key):
         try:
-            windows.append(parse_window(text))
+            out.append(parse(text))
         except ValueError as exc:
-            raise table.fail("quiet", str(exc)) from None
-    return tuple(windows)
-
-
-def _times(table: _Table) -> tuple[time, ...]:
-    times = []
-    for text in table.strings("schedule"):
-        try:
-            times.append(parse_time_of_day(text))
-        except ValueError as exc:
-            raise table.fail("schedule", str(exc)) from None
-    return tuple(times)
+            raise table.fail(key, str(exc)) from None
+    return tuple(out)
 
 
 def _mode(table: _Table) -> str:
@@ -514,16 +507,11 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                 )
             if ref.tag is None:
                 ref = ref.with_tag("latest")
-            platforms: list[str] = []
-            for text in table.strings("platforms"):
-                try:
-                    platforms.append(parse_platform(text))
-                except ValueError as exc:
-                    raise table.fail("platforms", str(exc)) from None
+            platforms = _each(table, "platforms", parse_platform)
             target = Target(
                 kind=kind,
                 ref=ref,
-                platforms=tuple(platforms),
+                platforms=platforms,
                 notify=table.strings("notify"),
                 max_age=table.duration("max_age", 7 * DAY) if kind is Kind.PIN else 7 * DAY,
                 renotify=table.duration("renotify", DAY) if kind is Kind.PIN else DAY,
@@ -531,7 +519,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                 mutable=table.get("mutable", bool, False),
                 interval=_own_interval(table),
                 grace=table.duration("grace", 0.0),
-                quiet=_windows(table),
+                quiet=_each(table, "quiet", parse_window),
                 newer=_newer_policy(table),
             )
             where = f"{kind.value}[{i}]"
@@ -595,7 +583,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                 name=name,
                 format=_body_format(table),
                 mode=_mode(table),
-                schedule=_times(table),
+                schedule=_each(table, "schedule", parse_time_of_day),
                 title=table.string("title"),
                 body=table.string("body"),
             )
