@@ -95,6 +95,7 @@ class Settings:
     timeout: float = 10.0
     first_check_notify: bool = False
     error_after: int = 3
+    describe_moves: bool = True  # on a move, read both images' configs to say what changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,6 +440,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         timeout=main.duration("timeout", 10.0),
         first_check_notify=main.get("first_check_notify", bool, False),
         error_after=main.integer("error_after", 3),
+        describe_moves=main.get("describe_moves", bool, True),
     )
     if settings.interval <= 0:
         raise main.fail("interval", "must be longer than 0s")

@@ -15,7 +15,6 @@ from dataclasses import replace
 
 from tagwatch.config import Config
 from tagwatch.core.model import Kind, Target
-from tagwatch.core.scan import scan_paths
 
 __all__ = ["expand"]
 
@@ -27,6 +26,7 @@ MAX_LISTED = 5  # places named in `source`; the rest are counted
 def expand(config: Config) -> Config:
     if not config.sources:
         return config
+    from tagwatch.core.scan import scan_paths  # PyYAML loads only when there are sources
     configured = {t.key for t in config.targets}
     found: dict[str, tuple[Target, list[str]]] = {}
     for source in config.sources:
