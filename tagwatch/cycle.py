@@ -18,7 +18,6 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -244,55 +243,70 @@ def run_bounded(
     jobs: Sequence[tuple[str, Callable[[], T]]],
     limit: int,
     caps: Mapping[str, int],
-    pool: ThreadPoolExecutor | None = None,
     slots: threading.Semaphore | None = None,
 ) -> list[T]:
     """Run `(group, job)` pairs with at most `limit` running at once and at most
     `caps[group]` per group; returns results in job order. A group at its cap waits in its
-    own queue and never holds a slot that another group could use."""
+    own queue and never holds a slot that another group could use.
+
+    `limit` long-lived worker threads pull the next job themselves (round-robin over the
+    groups below their cap) instead of a coordinator handing out one future per job: at a
+    few thousand tags per cycle, waking a coordinator per completed request cost about a
+    fifth of the cycle's CPU."""
     if not jobs:
         return []
     queues: dict[str, deque[int]] = {}
     for index, (group, _) in enumerate(jobs):
         queues.setdefault(group, deque()).append(index)
     running: dict[str, int] = dict.fromkeys(queues, 0)
-    results: list[T | None] = [None] * len(jobs)
-    owned = pool is None
-    executor = pool or ThreadPoolExecutor(max_workers=max(1, limit), thread_name_prefix="check")
-    in_flight: dict[Future[T], tuple[str, int]] = {}
     order = deque(queues)
-    try:
-        while queues or in_flight:
-            # Fill free slots round-robin over the groups below their cap.
-            progressed = True
-            while len(in_flight) < limit and progressed and queues:
-                progressed = False
+    results: list[T | None] = [None] * len(jobs)
+    errors: list[BaseException] = []
+    lock = threading.Condition()
+
+    def take() -> tuple[str, int] | None:
+        """The next job whose group is below its cap; None when every job is taken."""
+        with lock:
+            while True:
+                if errors or not queues:
+                    return None
                 for _ in range(len(order)):
                     group = order[0]
                     order.rotate(-1)
-                    queue = queues.get(group)
-                    if not queue or running[group] >= caps.get(group, limit):
-                        continue
-                    index = queue.popleft()
-                    if not queue:
-                        del queues[group]
-                        order.remove(group)
-                    running[group] += 1
-                    job = jobs[index][1]
-                    if slots is not None:
-                        job = partial(_holding, slots, job)
-                    in_flight[executor.submit(job)] = (group, index)
-                    progressed = True
-                    if len(in_flight) >= limit:
-                        break
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                group, index = in_flight.pop(future)
-                running[group] -= 1
-                results[index] = future.result()
-    finally:
-        if owned:
-            executor.shutdown(wait=True, cancel_futures=True)
+                    if running[group] < caps.get(group, limit):
+                        queue = queues[group]
+                        index = queue.popleft()
+                        if not queue:
+                            del queues[group]
+                            order.remove(group)
+                        running[group] += 1
+                        return group, index
+                lock.wait()  # every group with work left is at its cap
+
+    def work() -> None:
+        while (item := take()) is not None:
+            group, index = item
+            try:
+                job = jobs[index][1]
+                results[index] = _holding(slots, job) if slots is not None else job()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                with lock:
+                    errors.append(exc)
+            finally:
+                with lock:
+                    running[group] -= 1
+                    lock.notify_all()
+
+    workers = [
+        threading.Thread(target=work, name=f"check-{n}", daemon=True)
+        for n in range(max(1, min(limit, len(jobs))))
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if errors:
+        raise errors[0]
     return results  # type: ignore[return-value]
 
 
@@ -501,7 +515,9 @@ def run_cycle(
 
     # 4b. what changed, for moves only: the old and the new image's manifest and config.
     describe = [
-        (i, e) for i, e in enumerate(events) if e.kind in (EventKind.MOVED, EventKind.REWRITTEN)
+        (i, e)
+        for i, e in enumerate(events)
+        if e.kind in (EventKind.MOVED, EventKind.REWRITTEN) and settings.describe_moves
     ]
     if describe:
         by_key = {t.key: t for t in targets}
