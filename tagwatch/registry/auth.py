@@ -84,6 +84,26 @@ class RegistryAuth(httpx.Auth):
         self._scope_locks: dict[str, threading.Lock] = {}
         self.token_requests = 0
 
+    def authorization(self, path: str) -> str | None:
+        """The Authorization value a request to `path` would carry right now without any
+        exchange ('' for none), or None when only the full flow can tell (scheme not learned
+        yet, or no valid token cached for the repository). For the client's fast path."""
+        scheme = self._scheme
+        if scheme is None:
+            return None
+        if scheme == "none":
+            return ""
+        if scheme == "basic":
+            creds = self.credentials
+            return _basic(creds.username, creds.password) if creds is not None else ""
+        if self.credentials is not None and self.credentials.registry_token:
+            return f"Bearer {self.credentials.registry_token}"
+        repository = repository_of(path)
+        if repository is None:
+            return None
+        token = self._cached(f"repository:{repository}:pull")
+        return f"Bearer {token}" if token is not None else None
+
     # --- the flow -------------------------------------------------------------------------
 
     def sync_auth_flow(
