@@ -402,6 +402,12 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
+    # A stop while still starting (imports, config, database) is a clean exit too; the
+    # daemon installs its own handlers once it runs.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: sys.exit(EXIT_OK))
     from tagwatch.config import default_config_path
     from tagwatch.daemon import Daemon
 

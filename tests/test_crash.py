@@ -68,8 +68,11 @@ def test_sigkill_loses_nothing_and_repeats_at_most_in_flight(
         daemon.wait()
     # Let a last, undisturbed daemon see the final state and deliver what is owed.
     webhook.set_failing(False)
+    started = (tmp_path / "daemon.log").read_text().count("tagwatch started")
     daemon = start()
     try:
+        while (tmp_path / "daemon.log").read_text().count("tagwatch started") == started:
+            time.sleep(0.1)
         deadline = time.monotonic() + 30
         while True:
             time.sleep(0.5)
