@@ -159,16 +159,7 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1},
         )
         self._schedule({}, self.runtime.jobs, config)
-        if config.sources:
-            from apscheduler.triggers.interval import IntervalTrigger
-
-            self.scheduler.add_job(
-                self._guarded_refresh,
-                IntervalTrigger(seconds=config.settings.interval, timezone=UTC),
-                id="[[source]] scan",
-                name="[[source]] scan",
-                misfire_grace_time=max(1, int(config.settings.interval)),
-            )
+        self._schedule_sources(config)
         if config.metrics_listen:
             try:
                 self.server = MetricsServer(config.metrics_listen, self.metrics, self.health)
@@ -307,6 +298,7 @@ class Daemon:
         )
         self.runtime = new
         self._schedule(old.jobs, new.jobs, config, old.config)
+        self._schedule_sources(config)
         old.retire()
         before_keys = {t.key for t in old.config.targets}
         after_keys = {t.key for t in config.targets}
@@ -352,6 +344,27 @@ class Daemon:
                 self._since[job_id] = time.monotonic()
             elif jitter_changed:
                 self.scheduler.reschedule_job(job_id, trigger=trigger)
+
+    def _schedule_sources(self, config: Config) -> None:
+        """Rescan [[source]] files every interval (at start they were scanned by _load)."""
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        job_id = "[[source]] scan"
+        if not config.sources:
+            if self.scheduler.get_job(job_id) is not None:
+                self.scheduler.remove_job(job_id)
+            return
+        trigger = IntervalTrigger(seconds=config.settings.interval, timezone=UTC)
+        if self.scheduler.get_job(job_id) is not None:
+            self.scheduler.reschedule_job(job_id, trigger=trigger)
+            return
+        self.scheduler.add_job(
+            self._guarded_refresh,
+            trigger,
+            id=job_id,
+            name=job_id,
+            misfire_grace_time=max(1, int(config.settings.interval)),
+        )
 
     def _guarded_refresh(self) -> None:
         try:

@@ -328,3 +328,28 @@ def test_sd_notify_datagrams(tmp_path: Path, abstract: bool) -> None:
     assert not off.enabled and not off.ready("x") and off.watchdog_interval is None
     other = Systemd({"NOTIFY_SOCKET": name, "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"})
     assert other.watchdog_interval is None  # the watchdog is for another process
+
+
+def test_daemon_follows_source_files(registry_anonymous: Registry, tmp_path: Path,
+                                     notify: NotifySocket, daemons: list[Daemon]) -> None:
+    push = Pusher(registry_anonymous)
+    one, two = unique_repo("srcd"), unique_repo("srcd")
+    push.push_image(one, "1", seed="1")
+    push.push_image(two, "1", seed="2")
+    host = registry_anonymous.host
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "Dockerfile").write_text(f"FROM {host}/{one}:1\n")
+    port = free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(config_text(tmp_path, port, f'[[source]]\npath = "{repo}"\n'))
+    daemon = Daemon(config, notify, port)
+    daemons.append(daemon)
+    notify.wait_for("READY=1")
+    daemon.wait_metric(lambda t: f'image="{host}/{one}"' in t)
+    (repo / "Dockerfile").write_text(f"FROM {host}/{two}:1\n")
+    text = daemon.wait_metric(lambda t: f'image="{host}/{two}"' in t
+                              and f'image="{host}/{one}"' not in t)
+    assert 'tagwatch_targets{kind="watch"} 1.0' in text
+    assert "sources changed: 1 targets added, 1 removed" in daemon.log.read_text()
+    assert daemon.stop()[0] == 0

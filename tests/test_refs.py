@@ -194,7 +194,14 @@ def test_duration_fuzz(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0, "0s"), (59, "59s"), (3600 * 26 + 60, "1d 2h"), (5400, "1h 30m"), (-90, "-1m 30s")],
+    [
+        (0, "0s"),
+        (0.2, "200ms"),
+        (59, "59s"),
+        (3600 * 26 + 60, "1d 2h"),
+        (5400, "1h 30m"),
+        (-90, "-1m 30s"),
+    ],
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text

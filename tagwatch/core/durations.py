@@ -43,6 +43,8 @@ def format_duration(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "forever"
     sign = "-" if seconds < 0 else ""
+    if 0 < abs(seconds) < 1:
+        return f"{sign}{abs(seconds) * 1000:.0f}ms"
     remaining = int(round(abs(seconds)))
     parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
