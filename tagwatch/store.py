@@ -26,8 +26,6 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlite_utils import Database, Migrations
-
 from tagwatch.core.model import (
     Event,
     EventKind,
@@ -46,96 +44,40 @@ __all__ = ["Delivery", "Store", "format_time", "parse_time"]
 
 TagKey = tuple[str, str, str]
 
-migrations = Migrations("tagwatch")
+# Applied migrations (tagwatch.migrations), in order: when the database has all of them,
+# opening it needs no sqlite-utils at all.
+MIGRATIONS = ("m001_initial", "m002_delivery_due", "m003_newer_versions")
 
 
-@migrations()
-def m001_initial(db: Database) -> None:
-    db.table("tags").create(
-        {
-            "id": int,
-            "registry": str,
-            "repository": str,
-            "tag": str,
-            "digest": str,
-            "media_type": str,
-            "platforms": str,  # JSON object: platform -> image digest
-            "present": int,
-            "first_seen": str,
-            "changed_at": str,
-            "checked_at": str,  # last successful check
-            "error": str,
-        },
-        pk="id",
-        not_null={"registry", "repository", "tag", "present"},
-    )
-    db.table("tags").create_index(["registry", "repository", "tag"], unique=True)
-    db.table("stretches").create(
-        {
-            "id": int,
-            "tag_id": int,
-            "digest": str,
-            "media_type": str,
-            "platforms": str,
-            "first_seen": str,
-            "last_seen": str,  # NULL while current
-        },
-        pk="id",
-        foreign_keys=[("tag_id", "tags", "id")],
-        not_null={"tag_id", "digest", "first_seen"},
-    )
-    db.table("stretches").create_index(["tag_id", "id"])
-    db.table("targets").create(
-        {
-            "key": str,
-            "kind": str,
-            "tag_id": int,
-            "pinned": str,
-            "state": str,
-            "fail_count": int,
-            "error_alerted": int,
-            "behind_since": str,
-            "behind_evidence": str,
-            "stale_alerted_at": str,
-            "pin_missing": int,
-            "changes": int,
-        },
-        pk="key",
-        foreign_keys=[("tag_id", "tags", "id")],
-    )
-    db.table("events").create(
-        {
-            "id": int,
-            "at": str,
-            "kind": str,
-            "target": str,
-            "image": str,
-            "tag": str,
-            "pinned": str,
-            "old_digest": str,
-            "new_digest": str,
-            "platforms_changed": str,  # JSON list
-            "details": str,  # JSON object
-        },
-        pk="id",
-    )
-    db.table("events").create_index(["target", "id"])
-    db.table("deliveries").create(
-        {
-            "event_id": int,
-            "notify_id": str,  # HMAC of the apprise URL: stable, reveals nothing
-            "notify_name": str,  # safe to print: the target's name or notify[N]
-            "state": str,  # pending | sent | held
-            "attempts": int,
-            "last_attempt_at": str,
-            "sent_at": str,
-            "error": str,
-        },
-        pk=("event_id", "notify_id"),
-        foreign_keys=[("event_id", "events", "id")],
-    )
-    db.table("deliveries").create_index(["state"])
-    db.table("meta").create({"key": str, "value": str}, pk="key")
+class _Connection:
+    """The few things the store needs from its connection: statements, and transactions
+    that nest (savepoints inside one)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._depth = 0
+
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        name = f"tw{self._depth}"
+        self.conn.execute("BEGIN" if self._depth == 0 else f"SAVEPOINT {name}")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            self.conn.execute("ROLLBACK" if self._depth == 0 else f"ROLLBACK TO {name}")
+            if self._depth:
+                self.conn.execute(f"RELEASE {name}")
+            raise
+        self._depth -= 1
+        self.conn.execute("COMMIT" if self._depth == 0 else f"RELEASE {name}")
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def format_time(dt: datetime | None) -> str | None:
@@ -148,23 +90,6 @@ def parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
-@migrations()
-def m002_delivery_due(db: Database) -> None:
-    """Deliveries may wait: a grace period before a move is alerted, or a digest schedule."""
-    db.table("deliveries").add_column("due_at", str)
-
-
-@migrations()
-def m003_newer_versions(db: Database) -> None:
-    """Newer versions: what each target has reported, and repositories' tag lists (cached
-    between cycles: Docker Hub's `node` has over 9,000 tags)."""
-    db.table("targets").add_column("newer", str)
-    db.table("tag_lists").create(
-        {"registry": str, "repository": str, "fetched_at": str, "complete": int, "tags": str},
-        pk=("registry", "repository"),
-    )
 
 
 def _json(value: Any) -> str:
@@ -193,19 +118,34 @@ class Store:
                 directory = os.path.dirname(os.path.abspath(path))
                 os.makedirs(directory, exist_ok=True)
             # One connection shared by the daemon's threads, serialised by self._lock.
-            conn = sqlite3.connect(path, timeout=10.0, check_same_thread=False)
-            self.db = Database(conn)
+            conn = sqlite3.connect(
+                path, timeout=10.0, check_same_thread=False, isolation_level=None
+            )
+            self.db = _Connection(conn)
             self.db.execute("PRAGMA busy_timeout = 10000")
             if path != ":memory:":
-                self.db.enable_wal()
+                self.db.execute("PRAGMA journal_mode = wal")
                 # WAL's file otherwise stays at its high-water mark after a checkpoint.
                 self.db.execute("PRAGMA journal_size_limit = 1048576")
             self.db.execute("PRAGMA foreign_keys = ON")
-            migrations.apply(self.db)
+            if self._applied() != MIGRATIONS:
+                from tagwatch.migrations import apply
+
+                apply(conn)
         except sqlite3.Error as exc:
             raise StoreError(f"database {path}: {exc}") from None
         except OSError as exc:
             raise StoreError(f"database {path}: {exc.strerror or exc}") from None
+
+    def _applied(self) -> tuple[str, ...]:
+        try:
+            rows = self.db.execute(
+                "SELECT name FROM _sqlite_migrations WHERE migration_set = 'tagwatch' "
+                "ORDER BY applied_at, name"
+            ).fetchall()
+        except sqlite3.OperationalError:  # a new database: no migrations table yet
+            return ()
+        return tuple(sorted(r[0] for r in rows))
 
     def close(self) -> None:
         with self._lock:
@@ -337,7 +277,13 @@ class Store:
                     "pinned": pinned,
                 }
                 row.update(self._target_row(after))
-                self.db.table("targets").upsert(row, pk="key")
+                names = ", ".join(row)
+                updates = ", ".join(f"{k} = excluded.{k}" for k in row if k != "key")
+                self.db.execute(
+                    f"INSERT INTO targets({names}) VALUES({', '.join('?' * len(row))}) "
+                    f"ON CONFLICT(key) DO UPDATE SET {updates}",
+                    list(row.values()),
+                )
             ids: list[int] = []
             for index, event in enumerate(events):
                 event_id = self._insert_event(event)
@@ -346,15 +292,16 @@ class Store:
                     notify_id, name = route[0], route[1]
                     state = route[2] if len(route) > 2 else "pending"
                     due = route[3] if len(route) > 3 else None
-                    self.db.table("deliveries").insert(
-                        {
-                            "event_id": event_id,
-                            "notify_id": notify_id,
-                            "notify_name": name,
-                            "state": "held" if hold and state == "pending" else state,
-                            "attempts": 0,
-                            "due_at": due,
-                        }
+                    self.db.execute(
+                        "INSERT INTO deliveries(event_id, notify_id, notify_name, state, "
+                        "attempts, due_at) VALUES(?,?,?,?,0,?)",
+                        [
+                            event_id,
+                            notify_id,
+                            name,
+                            "held" if hold and state == "pending" else state,
+                            due,
+                        ],
                     )
             if superseded:  # moves within a grace period, now covered by a later event
                 marks = ",".join("?" * len(superseded))
@@ -539,7 +486,6 @@ class Store:
             )
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
 
     def waiting_moves(self, target: str, now: datetime) -> list[tuple[int, str | None, str]]:
         """Moves of a target whose alerts still wait for their grace period to end:

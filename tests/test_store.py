@@ -41,16 +41,21 @@ def test_wal_and_migrations(tmp_path: Path) -> None:
     names = [r[0] for r in store.db.execute("SELECT name FROM _sqlite_migrations")]
     assert names == ["m001_initial", "m002_delivery_due", "m003_newer_versions"]
     store.close()
-    # Re-opening applies nothing twice.
+    # Re-opening applies nothing twice, and does not even load sqlite-utils.
+    import sys
+
+    for name in [m for m in sys.modules if m.startswith(("sqlite_utils", "tagwatch.migrations"))]:
+        del sys.modules[name]
     again = Store(str(tmp_path / "t.db"))
     assert rows(again, "_sqlite_migrations") == 3
+    assert "sqlite_utils" not in sys.modules
 
 
 def test_a_first_release_database_is_upgraded_in_place(tmp_path: Path) -> None:
     """A database written by 0.1's schema (m001 only) keeps its rows and gains due_at."""
     from sqlite_utils import Database
 
-    from tagwatch.store import m001_initial
+    from tagwatch.migrations import m001_initial
 
     path = tmp_path / "old.db"
     old = Database(str(path))
@@ -65,7 +70,7 @@ def test_a_first_release_database_is_upgraded_in_place(tmp_path: Path) -> None:
     old.conn.commit()
     old.close()
     store = Store(str(path))
-    assert "due_at" in store.db.table("deliveries").columns_dict
+    assert "due_at" in {r[1] for r in store.db.execute("PRAGMA table_info(deliveries)")}
     [delivery] = store.pending(["n"])
     assert delivery.event.kind is EventKind.MOVED
 
