@@ -165,6 +165,8 @@ def _with_newer(
     """Keep the reported newer versions in the target's state; a version not reported before
     is a `newer` event (once)."""
     if found is None:
+        if decision.target.newer == view.newer:
+            return decision
         return replace(decision, target=replace(decision.target, newer=view.newer))
     fresh = [v for v in found if v not in view.newer]
     events = decision.events

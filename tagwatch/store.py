@@ -87,9 +87,14 @@ def format_time(dt: datetime | None) -> str | None:
 
 
 def parse_time(text: str | None) -> datetime | None:
+    """`2026-11-24T12:00:00Z` -> an aware datetime (fromisoformat: C-fast, unlike strptime,
+    which cost a cycle over thousands of tags tens of milliseconds)."""
     if not text:
         return None
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    try:
+        return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        return None
 
 
 def _json(value: Any) -> str:
