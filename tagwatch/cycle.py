@@ -85,11 +85,6 @@ class CycleReport:
     def failed(self) -> bool:
         return self.error is not None or any(r.failed for r in self.results)
 
-    @property
-    def duration(self) -> float:
-        end = self.finished or self.started
-        return (end - self.started).total_seconds()
-
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)

@@ -495,10 +495,6 @@ class Notifier:
         log.warning("could not send %s to %s (%s); will retry", what, channel.where, error)
         return 0
 
-    def pending_for(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
-        ids = {c.id for c in self.channels}
-        return [d for d in deliveries if d.notify_id in ids]
-
     def test(self, now: datetime) -> list[tuple[Channel, str | None]]:
         """Send a test alert to every channel; (channel, error or None) each."""
         event = Event(EventKind.TEST, target="test", image="tagwatch", tag="test", at=now)
@@ -512,11 +508,3 @@ class Notifier:
         for channel in self.channels:
             results.append((channel, channel.send(title, body, EventKind.TEST)))
         return results
-
-
-_CREDENTIALS = re.compile(r"://[^/@\s]*@")
-
-
-def mask_url(text: str) -> str:
-    """Drop `user:password@` from any URL in a text (last line of defence for logs)."""
-    return _CREDENTIALS.sub("://****@", text)

@@ -22,7 +22,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -235,11 +235,6 @@ class Store:
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-    def last_cycle(self) -> datetime | None:
-        with self._errors("reading meta"):
-            row = self.db.execute("SELECT value FROM meta WHERE key = 'last_cycle'").fetchone()
-        return parse_time(row[0]) if row else None
-
     # --- recording -------------------------------------------------------------------------
 
     def record(
@@ -315,11 +310,6 @@ class Store:
                     f"AND event_id IN ({marks})",
                     list(superseded),
                 )
-            self.db.execute(
-                "INSERT INTO meta(key, value) VALUES('last_cycle', ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [stamp],
-            )
         return ids
 
     def _tag_ids(self) -> dict[TagKey, int]:
@@ -537,8 +527,3 @@ class Store:
                 [image, tag],
             ).fetchall()
         return {(r[0], r[1]): json.loads(r[2]) if r[2] else {} for r in rows}
-
-
-def view_dict(view: TargetView) -> dict[str, Any]:
-    """A TargetView as plain data (for debugging and tests)."""
-    return asdict(view)

@@ -82,7 +82,6 @@ class RegistryAuth(httpx.Auth):
         self._lock = threading.Lock()
         self._probe = threading.Lock()
         self._scope_locks: dict[str, threading.Lock] = {}
-        self.token_requests = 0
 
     def authorization(self, path: str) -> str | None:
         """The Authorization value a request to `path` would carry right now without any
@@ -237,7 +236,6 @@ class RegistryAuth(httpx.Auth):
                 params.append(("account", creds.username))
                 headers["Authorization"] = _basic(creds.username, creds.password)
             token_request = httpx.Request("GET", realm.copy_merge_params(params), headers=headers)
-        self.token_requests += 1
         started = self._clock()
         response = yield token_request
         response.read()

@@ -293,10 +293,6 @@ class RegistryClient:
         except ValueError:
             return None
 
-    def token_requests(self, registry: str) -> int:
-        endpoint = self._endpoints.get(registry)
-        return endpoint.auth.token_requests if endpoint else 0
-
     def close(self) -> None:
         self._closed = True  # no more retries: a stopping daemon must not wait for backoffs
         with self._lock:
