@@ -128,10 +128,12 @@ def _newer_versions(
         return {}
     lists: dict[tuple[str, str], list[str]] = {}
     fetch: list[tuple[tuple[str, str], ImageRef]] = []
+    seen: set[tuple[str, str]] = set()
     for target in wanted:
         key = (target.ref.registry, target.ref.repository)
-        if key in lists or any(k == key for k, _ in fetch):
+        if key in seen:
             continue
+        seen.add(key)
         cached = store.tag_list(*key)
         if cached is not None and now - cached[1] < TAG_LIST_TTL:
             lists[key] = cached[0]
