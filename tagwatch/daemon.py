@@ -44,7 +44,7 @@ from tagwatch.errors import TagwatchError
 from tagwatch.metrics import Metrics, MetricsServer, StateRow, state_rows
 from tagwatch.notify import Notifier
 from tagwatch.registry.client import RegistryClient, client_for
-from tagwatch.sdnotify import Notifier as Systemd
+from tagwatch.sdnotify import SystemdNotifier
 from tagwatch.sources import expand
 from tagwatch.store import Store, TagKey, format_time
 
@@ -124,7 +124,7 @@ class Daemon:
         self.config_path = config_path
         self.env = os.environ if env is None else env
         self.clock = clock
-        self.systemd = Systemd(self.env)
+        self.systemd = SystemdNotifier(self.env)
         self._wake = threading.Event()
         self._signals: deque[int] = deque()
         self._abort = threading.Event()

@@ -3,6 +3,7 @@ against the real registry, scraped over HTTP, reloaded with SIGHUP and stopped w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -23,13 +24,17 @@ from sinks import WebhookSink
 
 from tagwatch.config import load_config
 from tagwatch.daemon import plan_jobs
-from tagwatch.sdnotify import Notifier as Systemd
+from tagwatch.sdnotify import PERSIST
+from tagwatch.sdnotify import SystemdNotifier as Systemd
 
 pytestmark = pytest.mark.integration
 
 
 class NotifySocket:
-    """A stand-in for systemd's notification socket (abstract, as systemd uses)."""
+    """A stand-in for systemd's notification socket (abstract, as systemd uses), read
+    continuously by a thread of its own as systemd reads it: a socket read only when a test
+    polls fills up (`net.unix.max_dgram_qlen` is 10 on a stock host) and would test the
+    host's sysctl, not tagwatch."""
 
     def __init__(self) -> None:
         self.name = f"@tagwatch-test-{uuid.uuid4().hex[:12]}"
@@ -37,13 +42,25 @@ class NotifySocket:
         self.sock.bind("\0" + self.name[1:])
         self.sock.settimeout(0.2)
         self.messages: list[str] = []
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="notify-socket", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except (TimeoutError, BlockingIOError):
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.messages.append(data.decode())
 
     def poll(self) -> list[str]:
-        while True:
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except (TimeoutError, BlockingIOError):
-                return self.messages
+        with self._lock:
+            return list(self.messages)
 
     def wait_for(self, text: str, timeout: float = 15.0, after: int = 0) -> str:
         deadline = time.monotonic() + timeout
@@ -51,9 +68,12 @@ class NotifySocket:
             for message in self.poll()[after:]:
                 if text in message:
                     return message
-        raise AssertionError(f"no {text!r} from the daemon; got {self.messages[after:]}")
+            time.sleep(0.05)
+        raise AssertionError(f"no {text!r} from the daemon; got {self.poll()[after:]}")
 
     def close(self) -> None:
+        self._closed.set()
+        self._reader.join(timeout=2)
         self.sock.close()
 
 
@@ -328,6 +348,96 @@ def test_sd_notify_datagrams(tmp_path: Path, abstract: bool) -> None:
     assert not off.enabled and not off.ready("x") and off.watchdog_interval is None
     other = Systemd({"NOTIFY_SOCKET": name, "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"})
     assert other.watchdog_interval is None  # the watchdog is for another process
+
+
+def _fill(address: str) -> int:
+    """Queue datagrams to `address` until it takes no more (whatever the host's
+    max_dgram_qlen): the state of systemd's socket while systemd is busy."""
+    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sender.setblocking(False)
+    sender.connect(address)
+    queued = 0
+    try:
+        while True:
+            sender.send(b"FILLER=1")
+            queued += 1
+    except BlockingIOError:
+        return queued
+    finally:
+        sender.close()
+
+
+def test_sd_notify_never_blocks_on_a_full_socket(caplog: pytest.LogCaptureFixture) -> None:
+    name = f"@tw-{uuid.uuid4().hex[:8]}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("\0" + name[1:])
+    try:
+        assert _fill("\0" + name[1:]) > 0
+        slept: list[float] = []
+        systemd = Systemd({"NOTIFY_SOCKET": name}, sleep=slept.append)
+        started = time.monotonic()
+        with caplog.at_level("INFO", logger="tagwatch.systemd"):
+            assert not systemd.status("busy")
+            assert not systemd.watchdog()
+            assert not systemd.status("still busy")
+        assert time.monotonic() - started < 0.5
+        assert slept == []  # STATUS and WATCHDOG are dropped at once, never waited for
+        assert systemd.dropped == 3
+        full = [r for r in caplog.records if "notification socket is full" in r.getMessage()]
+        assert len(full) == 1  # said once, not per message
+        # A state change systemd waits for keeps trying for a bounded time, then gives up.
+        started = time.monotonic()
+        assert not systemd.ready("up")
+        assert slept and time.monotonic() - started <= PERSIST + 0.5
+        # Once systemd reads again, messages flow and that is said too.
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                sock.recv(100)
+        with caplog.at_level("INFO", logger="tagwatch.systemd"):
+            assert systemd.status("free")
+        assert sock.recv(100) == b"STATUS=free"
+        assert any("takes messages again" in r.getMessage() for r in caplog.records)
+    finally:
+        sock.close()
+
+
+def test_daemon_checks_and_stops_with_a_full_notify_socket(
+        registry_anonymous: Registry, tmp_path: Path, daemons: list[Daemon]) -> None:
+    """systemd not reading its socket for a while must not stall checks or SIGTERM."""
+    registry, push = registry_anonymous, Pusher(registry_anonymous)
+    repo = unique_repo("full")
+    push.push_image(repo, "1", seed="f")
+    name = f"@tagwatch-full-{uuid.uuid4().hex[:12]}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("\0" + name[1:])
+    try:
+        _fill("\0" + name[1:])
+        port = free_port()
+        config = tmp_path / "config.toml"
+        config.write_text(config_text(tmp_path, port, f"""
+            [[watch]]
+            image = "{registry.host}/{repo}:1"
+            """))
+        mark = registry.mark()
+        stand_in = NotifySocket.__new__(NotifySocket)
+        stand_in.name = name
+        daemon = Daemon(config, stand_in, port)
+        daemons.append(daemon)
+        deadline = time.monotonic() + 15
+        heads: list[object] = []
+        while time.monotonic() < deadline and len(heads) < 3:
+            time.sleep(0.2)
+            heads = [r for r in registry.requests(since=mark, method="HEAD")
+                     if r.path == f"/v2/{repo}/manifests/1"]
+        assert len(heads) >= 3, f"checks stalled on the full socket:\n{daemon.log.read_text()}"
+        assert daemon.get("/healthz").status_code == 200
+        code, took = daemon.stop()
+        assert code == 0 and took < 8, (code, took)
+        log = daemon.log.read_text()
+        assert log.count("notification socket is full") == 1
+    finally:
+        sock.close()
 
 
 def test_daemon_follows_source_files(registry_anonymous: Registry, tmp_path: Path,
