@@ -6,7 +6,7 @@ idle CPU, disk growth, start-up, and skopeo as a peer. See bench/README.md.
     python bench/run.py --quick    small sizes, goals relaxed (CI; < 90 s); exit 1 on a miss
 
 Everything runs on loopback: a real CNCF distribution registry (Debian `docker-registry`,
-through tests/regharness.py) in a temporary directory, a token-mode one for the token
+through tests/support/regharness.py) in a temporary directory, a token-mode one for the token
 target, and a delaying TCP proxy (bench/proxy.py). tagwatch is run as a user runs it: the
 venv's `tagwatch` console script, one process per command.
 """
@@ -36,7 +36,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(HERE))
 
 import httpx  # noqa: E402

@@ -1,5 +1,5 @@
-"""Shared fixtures. Registry fixtures run the real distribution registry (tests/regharness.py);
-notification sinks are in tests/sinks.py."""
+"""Shared fixtures. Registry fixtures run the real distribution registry
+(tests/support/regharness.py); notification sinks are in tests/support/sinks.py."""
 
 from __future__ import annotations
 

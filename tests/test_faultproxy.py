@@ -1,5 +1,5 @@
-"""tests/faultproxy.py against the real distribution registry: every fault does what it says,
-and without faults the proxy is transparent (headers, bodies, keep-alive)."""
+"""tests/support/faultproxy.py against the real distribution registry: every fault does what it
+says, and without faults the proxy is transparent (headers, bodies, keep-alive)."""
 
 from __future__ import annotations
 

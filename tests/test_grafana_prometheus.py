@@ -1,8 +1,8 @@
 """The dashboard and the alert rules against the real thing: a Prometheus server (Debian
 `prometheus`) scraping a running `tagwatch run`, which watches a tag and a pin in a real
-distribution registry (tests/regharness.py).
+distribution registry (tests/support/regharness.py).
 
-Every query of every dashboard panel (tests/dashboard_queries.py) must parse and return at
+Every query of every dashboard panel (tests/support/dashboard_queries.py) must parse and return at
 least one series, and the alert rules must load and evaluate cleanly, with the stale pin
 alerting. The registry is configured to send Docker Hub style `ratelimit-*` headers, so the
 rate-limit panel and alert have something to show.

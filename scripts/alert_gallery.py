@@ -1,4 +1,4 @@
-"""Every kind of alert, for real: `./dev gallery` (or `cd tests && python alert_gallery.py`).
+"""Every kind of alert, for real: `./dev gallery` (or `python scripts/alert_gallery.py`).
 
 Starts the distribution registry on loopback, drives watches and pins through every event
 with in-process check cycles on a fake clock, and prints each alert exactly as a local
@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from faultproxy import FaultProxy
-from regharness import OCI_MANIFEST, Pusher, digest_of, start_registry
-from sinks import WebhookSink
+# The test helpers (the registry harness, the webhook sink) live in tests/support/.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
 
-from tagwatch.config import load_config
-from tagwatch.cycle import run_cycle
-from tagwatch.notify import Notifier
-from tagwatch.registry.client import client_for
-from tagwatch.store import Store
+from faultproxy import FaultProxy  # noqa: E402
+from regharness import OCI_MANIFEST, Pusher, digest_of, start_registry  # noqa: E402
+from sinks import WebhookSink  # noqa: E402
+
+from tagwatch.config import load_config  # noqa: E402
+from tagwatch.cycle import run_cycle  # noqa: E402
+from tagwatch.notify import Notifier  # noqa: E402
+from tagwatch.registry.client import client_for  # noqa: E402
+from tagwatch.store import Store  # noqa: E402
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 

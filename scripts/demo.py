@@ -12,8 +12,11 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from regharness import Pusher, start_registry
-from sinks import WebhookSink
+# The test helpers (the registry harness, the webhook sink) live in tests/support/.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
+
+from regharness import Pusher, start_registry  # noqa: E402
+from sinks import WebhookSink  # noqa: E402
 
 
 def step(text: str) -> None:
