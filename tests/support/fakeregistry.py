@@ -23,8 +23,13 @@ def digest_of(body: bytes) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
-def image_manifest(seed: str) -> bytes:
-    config = config_blob(seed)
+def image_manifest(
+    seed: str,
+    created: str = "2026-11-20T10:00:00Z",
+    labels: dict[str, str] | None = None,
+    layers: tuple[bytes, ...] = (),
+) -> bytes:
+    config = config_blob(seed, created, labels)
     return json.dumps(
         {
             "schemaVersion": 2,
@@ -34,19 +39,28 @@ def image_manifest(seed: str) -> bytes:
                 "digest": digest_of(config),
                 "size": len(config),
             },
-            "layers": [],
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": digest_of(layer),
+                    "size": len(layer),
+                }
+                for layer in layers
+            ],
         },
         indent=2,
     ).encode()
 
 
-def config_blob(seed: str) -> bytes:
+def config_blob(
+    seed: str, created: str = "2026-11-20T10:00:00Z", labels: dict[str, str] | None = None
+) -> bytes:
     return json.dumps(
         {
-            "created": "2026-11-20T10:00:00Z",
+            "created": created,
             "architecture": "amd64",
             "os": "linux",
-            "config": {"Labels": {"seed": seed}},
+            "config": {"Labels": {"seed": seed, **(labels or {})}},
         }
     ).encode()
 
@@ -112,13 +126,36 @@ class FakeRegistry:
 
     # --- content -------------------------------------------------------------------------
 
-    def put_image(self, repo: str, tag: str, seed: str) -> str:
-        body = image_manifest(seed)
+    def put_image(
+        self,
+        repo: str,
+        tag: str | None,
+        seed: str,
+        created: str = "2026-11-20T10:00:00Z",
+        labels: dict[str, str] | None = None,
+        layers: tuple[bytes, ...] = (),
+    ) -> str:
+        """An image manifest and its config blob (`tag` None: by digest only)."""
+        body = image_manifest(seed, created, labels, layers)
         digest = digest_of(body)
-        self.manifests[f"{repo}:{tag}"] = self.manifests[f"{repo}@{digest}"] = (OCI_MANIFEST, body)
-        blob = config_blob(seed)
+        self.manifests[f"{repo}@{digest}"] = (OCI_MANIFEST, body)
+        if tag is not None:
+            self.manifests[f"{repo}:{tag}"] = (OCI_MANIFEST, body)
+        blob = config_blob(seed, created, labels)
         self.blobs[digest_of(blob)] = blob
         return digest
+
+    def tag(self, repo: str, tag: str, digest: str) -> None:
+        """Point `tag` at a manifest the registry already has."""
+        self.manifests[f"{repo}:{tag}"] = self.manifests[f"{repo}@{digest}"]
+
+    def delete_tag(self, repo: str, tag: str) -> None:
+        del self.manifests[f"{repo}:{tag}"]
+
+    def tags(self, repo: str) -> list[str]:
+        """The repository's tags, as `/v2/<repo>/tags/list` lists them (sorted)."""
+        prefix = f"{repo}:"
+        return sorted(k[len(prefix) :] for k in self.manifests if k.startswith(prefix))
 
     def put_index(
         self,
@@ -250,6 +287,9 @@ class FakeRegistry:
 
     def _serve(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
+        if path.endswith("/tags/list"):
+            repo = path[4 : -len("/tags/list")]
+            return httpx.Response(200, json={"name": repo, "tags": self.tags(repo)})
         if "/manifests/" in path:
             repo, _, ref = path[4:].partition("/manifests/")
             key = f"{repo}@{ref}" if ref.startswith("sha256:") else f"{repo}:{ref}"
