@@ -20,8 +20,8 @@ from faultproxy import FaultProxy  # noqa: E402
 from regharness import OCI_MANIFEST, Pusher, digest_of, start_registry  # noqa: E402
 from sinks import WebhookSink  # noqa: E402
 
+from tagwatch.check import run_cycle  # noqa: E402
 from tagwatch.config import load_config  # noqa: E402
-from tagwatch.cycle import run_cycle  # noqa: E402
 from tagwatch.notify import Notifier  # noqa: E402
 from tagwatch.registry.client import client_for  # noqa: E402
 from tagwatch.store import Store  # noqa: E402

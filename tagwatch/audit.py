@@ -17,11 +17,11 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from tagwatch.check import registry_caps, run_bounded
 from tagwatch.config import Config
 from tagwatch.core.changes import ImageFacts
 from tagwatch.core.durations import format_duration
 from tagwatch.core.model import Kind, Target
-from tagwatch.cycle import registry_caps, run_bounded
 from tagwatch.errors import RegistryError
 from tagwatch.registry.client import RegistryClient
 from tagwatch.store import Store, parse_time

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from tagwatch import __version__
 
 if TYPE_CHECKING:
+    from tagwatch.check import CycleReport, TargetResult
     from tagwatch.config import Config
-    from tagwatch.cycle import CycleReport, TargetResult
     from tagwatch.registry.client import RegistryClient
     from tagwatch.store import Store
 
@@ -211,8 +211,8 @@ def _print_targets(objects: Sequence[dict[str, Any]], events: dict[int, list[str
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from tagwatch.check import run_cycle
     from tagwatch.config import check_secrets
-    from tagwatch.cycle import run_cycle
     from tagwatch.notify import Notifier
 
     config = _load(args)
@@ -424,8 +424,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from tagwatch.audit import FINDINGS, HEADER, audit, to_markdown, to_table
+    from tagwatch.check import utcnow
     from tagwatch.config import check_secrets
-    from tagwatch.cycle import utcnow
 
     fail_on = {f.strip() for f in (args.fail_on or "").split(",") if f.strip()}
     unknown = fail_on - set(FINDINGS)
@@ -522,7 +522,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
-    from tagwatch.cycle import utcnow
+    from tagwatch.check import utcnow
     from tagwatch.notify import Notifier
     from tagwatch.store import Store
 

@@ -11,7 +11,7 @@ Threads and who owns what:
   mean a long cycle or a suspended host never piles runs up; a run that is late by up to
   one interval still runs. A tag is always in exactly one job (its targets' shortest
   interval wins), so no tag is ever checked twice at once.
-* Each job runs `cycle.run_cycle` over its targets, sharing the daemon's registry client
+* Each job runs `check.run_cycle` over its targets, sharing the daemon's registry client
   (its token cache outlives cycles), the store and a semaphore that keeps `concurrency`
   global across jobs.
 * The **metrics server** answers on its own thread and reads state from the store at
@@ -36,17 +36,17 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
+from tagwatch.check import CycleReport, run_cycle, utcnow
 from tagwatch.config import Config, check_secrets, load_config
 from tagwatch.core.durations import format_duration
-from tagwatch.core.model import Kind, Target
-from tagwatch.cycle import CycleReport, run_cycle, utcnow
+from tagwatch.core.model import Kind, TagKey, Target
 from tagwatch.errors import TagwatchError
 from tagwatch.metrics import Metrics, MetricsServer, StateRow, state_rows
 from tagwatch.notify import Notifier
 from tagwatch.registry.client import RegistryClient, client_for
 from tagwatch.sdnotify import SystemdNotifier
 from tagwatch.sources import expand
-from tagwatch.store import Store, TagKey, format_time
+from tagwatch.store import Store, format_time
 
 __all__ = ["Daemon", "JobPlan", "plan_jobs"]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from tagwatch.config import NotifyConfig
 from tagwatch.core.durations import format_duration
-from tagwatch.core.model import Event, EventKind, Target
+from tagwatch.core.model import DeliveryState, Event, EventKind, Route, Target
 from tagwatch.core.schedule import in_windows, next_time
 from tagwatch.errors import ConfigError
 from tagwatch.store import Delivery, Store, format_time
@@ -414,10 +414,9 @@ class Notifier:
 
     def routes(
         self, event: Event, target: Target | None, now: datetime | None = None
-    ) -> list[tuple[str, str, str, str | None]]:
-        """(notify id, name, state, due time) for every channel the event goes to: held in
-        the target's quiet windows, due after the target's grace for a move, and at the next
-        scheduled time for a digest channel."""
+    ) -> list[Route]:
+        """Every channel the event goes to: held in the target's quiet windows, due after the
+        target's grace for a move, and at the next scheduled time for a digest channel."""
         now = now or event.at
         quiet = target is not None and in_windows(now, target.quiet)
         grace = (
@@ -432,14 +431,8 @@ class Notifier:
             due = now + timedelta(seconds=grace) if grace else None
             if channel.config.mode == "digest":
                 due = next_time(due or now, channel.config.schedule)
-            out.append(
-                (
-                    channel.id,
-                    channel.where,
-                    "held" if quiet else "pending",
-                    format_time(due) if due else None,
-                )
-            )
+            state = DeliveryState.HELD if quiet else DeliveryState.PENDING
+            out.append(Route(channel.id, channel.where, state, due))
         return out
 
     def deliver(

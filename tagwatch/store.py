@@ -27,22 +27,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tagwatch.core.model import (
+    DeliveryState,
     Event,
     EventKind,
     Failed,
     Missing,
     Observation,
+    Outcome,
     Resolved,
+    Route,
     State,
     Stretch,
+    TagKey,
     TagView,
     TargetView,
 )
 from tagwatch.errors import StoreError
 
 __all__ = ["Delivery", "Store", "format_time", "parse_time"]
-
-TagKey = tuple[str, str, str]
 
 # Applied migrations (tagwatch.migrations), in order: when the database has all of them,
 # opening it needs no sqlite-utils at all.
@@ -241,76 +243,80 @@ class Store:
         self,
         now: datetime,
         observations: Mapping[TagKey, Observation],
-        targets: Mapping[str, tuple[TagKey, str, str | None, TargetView, TargetView]],
-        events: Sequence[Event],
-        routes: Mapping[int, Sequence[Sequence[str | None]]] | None = None,
+        outcomes: Sequence[Outcome],
         hold: bool = False,
-        superseded: Sequence[int] = (),
     ) -> list[int]:
-        """Record one cycle in one transaction; returns the new events' ids.
+        """Record one cycle in one transaction; returns the new events' ids, in order.
 
-        `targets`: key -> (tag key, kind, pinned, state before, state after); a target
-        whose state did not change is not written. `routes`: event index -> the
-        (notify_id, notify_name[, state[, due_at]]) routes it goes to; `hold` records them as
-        held, not pending; `superseded` event ids' pending deliveries become 'merged'.
+        Every observed tag is written; a target only when its state changed. Each event's
+        routes become its deliveries (`hold`: pending ones are recorded as held, not sent);
+        the pending deliveries of the events an outcome supersedes become merged.
         """
         stamp = format_time(now)
         with self._errors("recording a check"), self.db.atomic():
-            tag_ids = self._tag_ids()
-            same: list[tuple[str | None, int]] = []
-            for key, obs in observations.items():
-                tag_id = tag_ids.get(key)
-                if tag_id is None:
-                    tag_id = self._insert_tag(key, stamp)
-                    tag_ids[key] = tag_id
-                if not self._record_observation(tag_id, obs, stamp):
-                    same.append((stamp, tag_id))
-            if same:  # the common case: one in-place update per unchanged tag, no new row
-                self.db.conn.executemany("UPDATE tags SET checked_at = ? WHERE id = ?", same)
-            for target_key, (tag_key, kind, pinned, before, after) in targets.items():
-                if before == after and before.state is not None:
-                    continue
-                row = {
-                    "key": target_key,
-                    "kind": kind,
-                    "tag_id": tag_ids[tag_key],
-                    "pinned": pinned,
-                }
-                row.update(self._target_row(after))
-                names = ", ".join(row)
-                updates = ", ".join(f"{k} = excluded.{k}" for k in row if k != "key")
-                self.db.execute(
-                    f"INSERT INTO targets({names}) VALUES({', '.join('?' * len(row))}) "
-                    f"ON CONFLICT(key) DO UPDATE SET {updates}",
-                    list(row.values()),
-                )
+            tag_ids = self._record_tags(observations, stamp)
+            for outcome in outcomes:
+                self._record_target(outcome, tag_ids)
             ids: list[int] = []
-            for index, event in enumerate(events):
-                event_id = self._insert_event(event)
-                ids.append(event_id)
-                for route in (routes or {}).get(index, ()):
-                    notify_id, name = route[0], route[1]
-                    state = route[2] if len(route) > 2 else "pending"
-                    due = route[3] if len(route) > 3 else None
-                    self.db.execute(
-                        "INSERT INTO deliveries(event_id, notify_id, notify_name, state, "
-                        "attempts, due_at) VALUES(?,?,?,?,0,?)",
-                        [
-                            event_id,
-                            notify_id,
-                            name,
-                            "held" if hold and state == "pending" else state,
-                            due,
-                        ],
-                    )
+            for outcome in outcomes:
+                for planned in outcome.events:
+                    event_id = self._insert_event(planned.event)
+                    ids.append(event_id)
+                    for route in planned.routes:
+                        self._insert_delivery(event_id, route, hold)
+            superseded = [i for outcome in outcomes for i in outcome.superseded]
             if superseded:  # moves within a grace period, now covered by a later event
                 marks = ",".join("?" * len(superseded))
                 self.db.execute(
-                    f"UPDATE deliveries SET state = 'merged' WHERE state = 'pending' "
-                    f"AND event_id IN ({marks})",
-                    list(superseded),
+                    f"UPDATE deliveries SET state = ? WHERE state = ? AND event_id IN ({marks})",
+                    [DeliveryState.MERGED.value, DeliveryState.PENDING.value, *superseded],
                 )
         return ids
+
+    def _record_tags(
+        self, observations: Mapping[TagKey, Observation], stamp: str | None
+    ) -> dict[TagKey, int]:
+        tag_ids = self._tag_ids()
+        same: list[tuple[str | None, int]] = []
+        for key, obs in observations.items():
+            tag_id = tag_ids.get(key)
+            if tag_id is None:
+                tag_id = self._insert_tag(key, stamp)
+                tag_ids[key] = tag_id
+            if not self._record_observation(tag_id, obs, stamp):
+                same.append((stamp, tag_id))
+        if same:  # the common case: one in-place update per unchanged tag, no new row
+            self.db.conn.executemany("UPDATE tags SET checked_at = ? WHERE id = ?", same)
+        return tag_ids
+
+    def _record_target(self, outcome: Outcome, tag_ids: Mapping[TagKey, int]) -> None:
+        if outcome.before == outcome.after and outcome.before.state is not None:
+            return
+        target = outcome.target
+        row = {
+            "key": target.key,
+            "kind": target.kind.value,
+            "tag_id": tag_ids[target.tag_key],
+            "pinned": target.pinned,
+        }
+        row.update(self._target_row(outcome.after))
+        names = ", ".join(row)
+        updates = ", ".join(f"{k} = excluded.{k}" for k in row if k != "key")
+        self.db.execute(
+            f"INSERT INTO targets({names}) VALUES({', '.join('?' * len(row))}) "
+            f"ON CONFLICT(key) DO UPDATE SET {updates}",
+            list(row.values()),
+        )
+
+    def _insert_delivery(self, event_id: int, route: Route, hold: bool) -> None:
+        state = route.state
+        if hold and state is DeliveryState.PENDING:
+            state = DeliveryState.HELD
+        self.db.execute(
+            "INSERT INTO deliveries(event_id, notify_id, notify_name, state, attempts, due_at) "
+            "VALUES(?,?,?,?,0,?)",
+            [event_id, route.notify_id, route.notify_name, state.value, format_time(route.due)],
+        )
 
     def _tag_ids(self) -> dict[TagKey, int]:
         rows = self.db.execute("SELECT registry, repository, tag, id FROM tags").fetchall()

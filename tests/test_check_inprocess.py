@@ -16,8 +16,16 @@ from pathlib import Path
 import httpx
 import pytest
 from checkworld import CheckWorld
+from fakeregistry import OCI_MANIFEST
 
-from tagwatch.core.model import State
+from tagwatch.check.decide import decide_all
+from tagwatch.check.describe import describe_moves
+from tagwatch.check.pinfacts import pin_facts
+from tagwatch.check.recall import recall
+from tagwatch.check.resolve import resolve
+from tagwatch.check.workers import Workers
+from tagwatch.core.drift import PinFacts
+from tagwatch.core.model import DeliveryState, EventKind, Missing, Policy, Resolved, State
 from tagwatch.errors import StoreError
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -457,3 +465,84 @@ def test_a_bug_in_one_resolve_fails_that_target_only(
     states = {r.target.tag: (r.state, r.failed) for r in report.results}
     assert states == {"ok": (State.OK, False), "bug": (State.ERROR, True)}
     assert "internal error: KeyError" in report.results[1].observation.message  # type: ignore[union-attr]
+
+
+# --- one phase at a time ---------------------------------------------------------------------
+
+
+def test_the_phases_one_by_one(world: CheckWorld) -> None:
+    """recall → resolve → pin facts → decide → describe, called directly: each phase's output
+    is a plain record the next one takes."""
+    h, fake = world.host, world.fake
+    old = fake.put_image("app", "1", "a")
+    new = fake.put_image("app", "1", "b", created="2026-11-19T09:00:00Z")
+    config = world.configure(
+        f'[[watch]]\nimage = "{h}/app:1"\n[[pin]]\nimage = "{h}/app:1@{old}"\n'
+        f'[[watch]]\nimage = "{h}/app:gone"\n'
+    )
+    targets = list(config.targets)  # watches first, then pins
+    watch, gone, pin = targets
+    assert pin.pinned == old and gone.tag == "gone"
+    workers = Workers(4, {})
+
+    known = recall(world.store)
+    assert known.tags == {} and known.target(watch.key).state is None
+
+    observations = resolve(targets, known, world.client, workers)
+    assert observations[watch.tag_key] == Resolved(new, OCI_MANIFEST)
+    assert isinstance(observations[(h, "app", "gone")], Missing)
+    assert len(fake.requests("HEAD")) == 2  # the watch and the pin share one request
+
+    facts = pin_facts(targets, known, observations, world.client, workers, T0)
+    assert facts == {
+        pin.key: PinFacts(
+            evidence=(datetime(2026, 11, 19, 9, 0, tzinfo=UTC), "image created"),
+            pinned_exists=True,
+        )
+    }
+
+    outcomes = decide_all(
+        targets,
+        known,
+        observations,
+        facts,
+        {},
+        policy=Policy(),
+        now=T0,
+        store=world.store,
+        notifier=world.notifier,
+    )
+    assert [(o.after.state, [p.event.kind for p in o.events]) for o in outcomes] == [
+        (State.OK, []),
+        (State.VANISHED, []),  # first sight of a missing tag: quiet for a watch
+        (State.OK, []),  # behind for a day, max_age is 7
+    ]
+    assert outcomes[2].after.behind_evidence == "image created"
+
+    # A move, decided against a recorded state, with its route and its description.
+    world.cycle(T0)
+    fake.put_image("app", "1", "c")
+    known = recall(world.store)
+    observations = resolve([watch], known, world.client, workers)
+    [moved] = decide_all(
+        [watch],
+        known,
+        observations,
+        {},
+        {},
+        policy=Policy(),
+        now=T0 + timedelta(hours=1),
+        store=world.store,
+        notifier=world.notifier,
+    )
+    [planned] = moved.events
+    assert planned.event.kind is EventKind.MOVED and moved.moved
+    [route] = planned.routes
+    assert (route.notify_name, route.state, route.due) == (
+        "notify[0]",
+        DeliveryState.PENDING,
+        None,
+    )
+    [described] = describe_moves([moved], known, observations, world.client, workers)
+    assert described.events[0].event.details["change"] == "rebuild"
+    assert "change" not in planned.event.details  # records are values: nothing mutated

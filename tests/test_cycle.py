@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from tagwatch.cycle import run_bounded
+from tagwatch.check import run_bounded
 
 
 def tracked(

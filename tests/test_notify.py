@@ -99,10 +99,10 @@ def test_routing_by_tags_and_events(tmp_path: Path) -> None:
     moved = Event(EventKind.MOVED, "k", "i", "t", T)
     stale = Event(EventKind.STALE, "k", "i", "t", T)
     untagged, ops, dev = target("a"), target("a", notify=("ops",)), target("a", notify=("dev",))
-    assert [r[1] for r in n.routes(moved, untagged)] == ["all", "ops-moves"]
-    assert [r[1] for r in n.routes(moved, ops)] == ["ops-moves"]
-    assert [r[1] for r in n.routes(stale, ops)] == []
-    assert [r[1] for r in n.routes(moved, dev)] == []
+    assert [r.notify_name for r in n.routes(moved, untagged)] == ["all", "ops-moves"]
+    assert [r.notify_name for r in n.routes(moved, ops)] == ["ops-moves"]
+    assert [r.notify_name for r in n.routes(stale, ops)] == []
+    assert [r.notify_name for r in n.routes(moved, dev)] == []
 
 
 def test_markdown_and_html_bodies_link_the_registry_page() -> None:

@@ -10,11 +10,18 @@ from tagwatch.core.model import (
     Event,
     EventKind,
     Failed,
+    Kind,
     Missing,
+    Observation,
+    Outcome,
+    PlannedEvent,
     Resolved,
+    Route,
     State,
+    Target,
     TargetView,
 )
+from tagwatch.core.refs import parse_ref
 from tagwatch.store import Store
 
 T0 = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
@@ -27,8 +34,22 @@ def at(minutes: int) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-def record(store: Store, minute: int, obs, events=(), routes=None):  # type: ignore[no-untyped-def]
-    return store.record(at(minute), {KEY: obs}, {}, list(events), routes)
+WATCH = Target(Kind.WATCH, parse_ref("python:3.12"))
+SAME = TargetView(state=State.OK)  # a target whose state does not change is not written
+
+
+def outcome(
+    obs: Observation,
+    events: tuple[Event, ...] = (),
+    routes: tuple[Route, ...] = (),
+    before: TargetView = SAME,
+    after: TargetView = SAME,
+) -> Outcome:
+    return Outcome(WATCH, obs, before, after, tuple(PlannedEvent(e, routes) for e in events))
+
+
+def record(store, minute, obs, events=(), routes=()):  # type: ignore[no-untyped-def]
+    return store.record(at(minute), {KEY: obs}, [outcome(obs, tuple(events), tuple(routes))])
 
 
 def rows(store: Store, table: str) -> int:
@@ -126,14 +147,13 @@ def test_failure_keeps_the_last_successful_check(tmp_path: Path) -> None:
 def test_targets_written_only_when_changed(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "t.db"))
     ok = TargetView(state=State.OK)
-    store.record(
-        at(0), {KEY: Resolved(A, IDX)}, {"watch:x": (KEY, "watch", None, TargetView(), ok)}, []
-    )
-    assert store.target_views()["watch:x"] == ok
-    store.db.execute("UPDATE targets SET changes = 41 WHERE key = 'watch:x'")
+    seen = Resolved(A, IDX)
+    store.record(at(0), {KEY: seen}, [outcome(seen, before=TargetView(), after=ok)])
+    assert store.target_views()[WATCH.key] == ok
+    store.db.execute("UPDATE targets SET changes = 41 WHERE key = ?", [WATCH.key])
     # An unchanged view is not rewritten (the manual edit survives).
-    store.record(at(1), {KEY: Resolved(A, IDX)}, {"watch:x": (KEY, "watch", None, ok, ok)}, [])
-    assert store.target_views()["watch:x"].changes == 41
+    store.record(at(1), {KEY: seen}, [outcome(seen, before=ok, after=ok)])
+    assert store.target_views()[WATCH.key].changes == 41
 
 
 def test_outbox(tmp_path: Path) -> None:
@@ -149,7 +169,7 @@ def test_outbox(tmp_path: Path) -> None:
         platforms_changed=("linux/amd64",),
         details={"back_to": "2026-11-01T00:00:00Z"},
     )
-    ids = record(store, 1, Resolved(B, IDX), [event], {0: [("n1", "ops"), ("n2", "mail")]})
+    ids = record(store, 1, Resolved(B, IDX), [event], [Route("n1", "ops"), Route("n2", "mail")])
     pending = store.pending(["n1", "n2"])
     assert [(d.event_id, d.notify_id) for d in pending] == [(ids[0], "n1"), (ids[0], "n2")]
     assert pending[0].event == event
@@ -163,7 +183,8 @@ def test_outbox(tmp_path: Path) -> None:
 def test_held_deliveries_are_not_pending(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "t.db"))
     event = Event(EventKind.MOVED, "watch:x", "i", "t", at(1))
-    store.record(at(1), {KEY: Resolved(B, IDX)}, {}, [event], {0: [("n1", "ops")]}, hold=True)
+    seen = Resolved(B, IDX)
+    store.record(at(1), {KEY: seen}, [outcome(seen, (event,), (Route("n1", "ops"),))], hold=True)
     assert store.pending(["n1"]) == []
     assert rows(store, "deliveries") == 1
 

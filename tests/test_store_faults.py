@@ -9,8 +9,8 @@ import pytest
 from regharness import Pusher, Registry, unique_repo
 from sinks import WebhookSink
 
+from tagwatch.check import run_cycle
 from tagwatch.config import load_config
-from tagwatch.cycle import run_cycle
 from tagwatch.notify import Notifier
 from tagwatch.registry.client import client_for
 from tagwatch.store import Store

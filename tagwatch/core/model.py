@@ -14,16 +14,21 @@ from tagwatch.core.refs import ImageRef
 
 __all__ = [
     "DAY",
+    "DeliveryState",
     "Event",
     "EventKind",
     "Failed",
     "Kind",
     "Missing",
     "Observation",
+    "Outcome",
+    "PlannedEvent",
     "Policy",
     "Resolved",
+    "Route",
     "State",
     "Stretch",
+    "TagKey",
     "TagView",
     "Target",
     "TargetView",
@@ -31,6 +36,9 @@ __all__ = [
 ]
 
 DAY = 86400.0
+
+#: A tag's identity, shared by every watch and pin that names it: (registry, repository, tag).
+TagKey = tuple[str, str, str]
 
 
 class Kind(StrEnum):
@@ -88,7 +96,7 @@ class Target:
         return self.ref.tag
 
     @property
-    def tag_key(self) -> tuple[str, str, str]:
+    def tag_key(self) -> TagKey:
         return (self.ref.registry, self.ref.repository, self.tag)
 
     @property
@@ -185,6 +193,53 @@ class Event:
     new_digest: str | None = None
     platforms_changed: tuple[str, ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --- what one check decided for one target, on its way to the store and the outbox ----------
+
+
+class DeliveryState(StrEnum):
+    """The state of one event's delivery to one notification target."""
+
+    PENDING = "pending"  # to send once due
+    HELD = "held"  # recorded, never sent: a quiet window, or `check --no-notify`
+    MERGED = "merged"  # covered by a later event (a re-push within the grace period)
+    SENT = "sent"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One notification target an event goes to, and when."""
+
+    notify_id: str  # the keyed hash of its URL (never the URL)
+    notify_name: str  # its name or `notify[N]`, safe to print
+    state: DeliveryState = DeliveryState.PENDING
+    due: datetime | None = None  # not before (grace, digest schedule); None: at once
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedEvent:
+    """An event this check decided on, with the routes of its alert."""
+
+    event: Event
+    routes: tuple[Route, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Everything one check decided for one target: what to record and what to send."""
+
+    target: Target
+    observation: Observation
+    before: TargetView  # the target's recorded state before this check
+    after: TargetView  # and after it
+    events: tuple[PlannedEvent, ...] = ()
+    moved: bool = False  # the tag's digest changed in this check
+    superseded: tuple[int, ...] = ()  # earlier events whose pending alerts this one covers
+
+    @property
+    def failed(self) -> bool:
+        return isinstance(self.observation, Failed)
 
 
 _FULL_VERSION = re.compile(r"v?\d+\.\d+\.\d+(?:[-+][0-9A-Za-z][0-9A-Za-z.-]*)?")

@@ -19,8 +19,8 @@ import httpx
 from fakeregistry import FakeRegistry
 from sinks import WebhookSink
 
+from tagwatch.check import CycleReport, run_cycle
 from tagwatch.config import Config, load_config
-from tagwatch.cycle import CycleReport, run_cycle
 from tagwatch.notify import Notifier
 from tagwatch.registry.client import RegistryClient
 from tagwatch.store import Store

@@ -1,0 +1,102 @@
+"""Phase 6, describe moves: what changed between the image a watch followed before and the
+one it follows now (manifests and configs, read by digest), into each move's details. Never
+fails the check: what cannot be read is `unknown`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from functools import partial
+
+from tagwatch.check.recall import Known
+from tagwatch.check.workers import Job, Workers
+from tagwatch.core.changes import Change, compare
+from tagwatch.core.model import (
+    Event,
+    EventKind,
+    Observation,
+    Outcome,
+    PlannedEvent,
+    Resolved,
+    TagKey,
+    TagView,
+    Target,
+)
+from tagwatch.errors import RegistryError
+from tagwatch.registry.client import RegistryClient
+
+__all__ = ["describe_moves"]
+
+log = logging.getLogger("tagwatch.cycle")
+
+MOVES = (EventKind.MOVED, EventKind.REWRITTEN)
+
+
+def describe_moves(
+    outcomes: Sequence[Outcome],
+    known: Known,
+    observations: Mapping[TagKey, Observation],
+    client: RegistryClient,
+    workers: Workers,
+) -> list[Outcome]:
+    """The outcomes with every move's details completed by what changed."""
+    where: list[tuple[int, int]] = []  # (outcome, event) of each move
+    jobs: list[Job[Change]] = []
+    for o, outcome in enumerate(outcomes):
+        for e, planned in enumerate(outcome.events):
+            if planned.event.kind not in MOVES:
+                continue
+            target = outcome.target
+            seen = observations[target.tag_key]
+            assert isinstance(seen, Resolved)
+            where.append((o, e))
+            job = partial(
+                _describe, client, target, known.tag(target.tag_key), seen, planned.event.old_digest
+            )
+            jobs.append((target.ref.registry, job))
+    if not jobs:
+        return list(outcomes)
+    changes = dict(zip(where, workers.run(jobs), strict=True))
+    return [
+        replace(outcome, events=tuple(_described(o, outcome.events, changes)))
+        for o, outcome in enumerate(outcomes)
+    ]
+
+
+def _described(
+    o: int, events: Sequence[PlannedEvent], changes: Mapping[tuple[int, int], Change]
+) -> list[PlannedEvent]:
+    return [
+        replace(p, event=_with_change(p.event, changes[o, e])) if (o, e) in changes else p
+        for e, p in enumerate(events)
+    ]
+
+
+def _with_change(event: Event, change: Change) -> Event:
+    details = {**event.details, "change": change.kind, "summary": change.summary}
+    if change.details:
+        details["what_changed"] = dict(change.details)
+    return replace(event, details=details)
+
+
+def _describe(
+    client: RegistryClient,
+    target: Target,
+    before: TagView | None,
+    seen: Resolved,
+    old_digest: str | None = None,
+) -> Change:
+    """Compare the image a watch followed before with the one it follows now."""
+    ref = target.ref.without_digest()
+    prefer = target.platforms
+    new = old = None
+    try:
+        new = client.image_facts(ref, seen.digest, seen.platforms, prefer)
+        old_digest = old_digest or (before.digest if before else None)
+        if old_digest:
+            known = before.platforms if before and before.digest == old_digest else None
+            old = client.image_facts(ref, old_digest, known, prefer)
+    except RegistryError as exc:
+        log.info("%s: what changed is unknown: %s", target.display, exc)
+    return compare(old, new, before.platforms if before else None, seen.platforms)

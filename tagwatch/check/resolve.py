@@ -1,0 +1,66 @@
+"""Phase 2, resolve: each distinct tag once, however many watches and pins name it,
+concurrently under the global and per-registry caps (worker threads do HTTP only)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from functools import partial
+
+from tagwatch.check.recall import Known
+from tagwatch.check.workers import Workers
+from tagwatch.core.model import Failed, Missing, Observation, Resolved, TagKey, TagView, Target
+from tagwatch.core.refs import ImageRef
+from tagwatch.errors import NotFound, RegistryError
+from tagwatch.registry.client import RegistryClient
+
+__all__ = ["observe", "resolve"]
+
+log = logging.getLogger("tagwatch.cycle")  # the name log filters know; kept from 0.x
+
+
+def resolve(
+    targets: Sequence[Target],
+    known: Known,
+    client: RegistryClient,
+    workers: Workers,
+    abort: threading.Event | None = None,
+) -> dict[TagKey, Observation]:
+    """What the registry says about every tag the targets name. Once `abort` is set no new
+    request starts: the tags not yet asked fail as abandoned."""
+    refs: dict[TagKey, ImageRef] = {}
+    for target in targets:
+        refs.setdefault(target.tag_key, target.ref.without_digest())
+    jobs = [
+        (ref.registry, partial(observe, client, ref, _known(known.tag(key)), abort))
+        for key, ref in refs.items()
+    ]
+    return dict(zip(refs, workers.run(jobs), strict=True))
+
+
+def observe(
+    client: RegistryClient,
+    ref: ImageRef,
+    known: Resolved | None = None,
+    abort: threading.Event | None = None,
+) -> Observation:
+    """One tag: resolved, missing, or failed (never raises)."""
+    if abort is not None and abort.is_set():
+        return Failed("abandoned: tagwatch is stopping", "abandoned")
+    try:
+        return client.resolve(ref, known)
+    except NotFound as exc:
+        return Missing(str(exc))
+    except RegistryError as exc:
+        return Failed(str(exc), exc.reason)
+    except Exception as exc:  # noqa: BLE001 - one target's bug must not end the cycle
+        log.exception("internal error checking %s", ref)
+        return Failed(f"internal error: {type(exc).__name__}: {exc}", "internal")
+
+
+def _known(view: TagView | None) -> Resolved | None:
+    """What the tag resolved to last time, so an unchanged index is not fetched again."""
+    if view is None or view.digest is None or not view.present:
+        return None
+    return Resolved(view.digest, "", view.platforms)
