@@ -9,7 +9,6 @@ daemon first); image age and labels are read from the registry, two or three GET
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,10 +20,10 @@ from tagwatch.check import registry_caps, run_bounded
 from tagwatch.config import Config
 from tagwatch.core.changes import ImageFacts
 from tagwatch.core.durations import format_duration
-from tagwatch.core.model import Kind, Target
+from tagwatch.core.model import Kind, State, Target
 from tagwatch.errors import RegistryError
 from tagwatch.registry.client import RegistryClient
-from tagwatch.store import Store, parse_time
+from tagwatch.store import Store, format_time
 
 __all__ = ["FINDINGS", "AuditRow", "audit", "to_markdown", "to_table"]
 
@@ -81,20 +80,20 @@ def _facts(
 
 
 def audit(config: Config, store: Store, client: RegistryClient, now: datetime) -> list[AuditRow]:
-    rows_by_key = {row["key"]: row for row in store.status_rows()}
+    rows_by_key = {row.key: row for row in store.status_rows()}
     rows: list[AuditRow] = []
     jobs = []
     for target in config.targets:
         row = rows_by_key.get(target.key)
-        digest = row["digest"] if row and row["present"] else None
-        platforms = json.loads(row["platforms"]) if row and row["platforms"] else {}
+        digest = row.current_digest if row else None
+        platforms = dict(row.platforms) if row else {}
         item = AuditRow(
             image=target.ref.name,
             tag=target.tag,
             kind=target.kind.value,
             digest=digest,
             pinned=target.pinned,
-            state=row["state"] if row else None,
+            state=row.state.value if row and row.state else None,
             used_in=target.source,
         )
         if _LATEST.match(target.tag):
@@ -105,22 +104,19 @@ def audit(config: Config, store: Store, client: RegistryClient, now: datetime) -
             item.findings.append("unchecked")
             item.note = "not checked yet: run tagwatch check"
         else:
-            if row["behind_since"]:
+            if row.behind_since is not None:
                 item.findings.append("behind")
-                item.behind_since = row["behind_since"]
-                since = parse_time(row["behind_since"])
-                if since is not None:
-                    item.behind_for = format_duration((now - since).total_seconds())
-            if row["state"] in ("stale", "vanished", "error"):
-                item.findings.append(row["state"])
-            if row["pin_missing"]:
+                item.behind_since = format_time(row.behind_since)
+                item.behind_for = format_duration((now - row.behind_since).total_seconds())
+            if row.state in (State.STALE, State.VANISHED, State.ERROR):
+                item.findings.append(row.state.value)
+            if row.pin_missing:
                 item.findings.append("missing")
-            if row.get("newer"):
-                item.newer = json.loads(row["newer"])
-                if item.newer:
-                    item.findings.append("newer")
+            item.newer = list(row.newer)
+            if item.newer:
+                item.findings.append("newer")
             cutoff = now - MOVES_WINDOW
-            history = store.history((target.ref.registry, target.ref.repository, target.tag))
+            history = store.history(target.tag_key)
             item.moves_90d = sum(1 for s in history[:-1] if s.first_seen >= cutoff)
         rows.append(item)
         if digest:

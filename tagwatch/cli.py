@@ -140,7 +140,9 @@ def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
 
 
 def _status_objects(config: Config, store: Store) -> list[dict[str, Any]]:
-    rows = {row["key"]: row for row in store.status_rows()}
+    from tagwatch.store import format_time
+
+    rows = {row.key: row for row in store.status_rows()}
     out = []
     for target in config.targets:
         row = rows.get(target.key)
@@ -159,25 +161,23 @@ def _status_objects(config: Config, store: Store) -> list[dict[str, Any]]:
             "source": target.source,
         }
         if row is not None:
-            state = row["state"]
+            state = row.state.value if row.state else None
             obj.update(
-                digest=row["digest"] if row["present"] else None,
+                digest=row.current_digest,
                 state=state,
-                platforms=json.loads(row["platforms"])
-                if row["platforms"] and row["present"]
-                else {},
-                changed_at=(row["changed_at"] or row["first_seen"]) if row["digest"] else None,
-                checked_at=row["checked_at"],
-                error=row["error"] if state == "error" else None,
-                behind_since=row["behind_since"],
-                changes=row["changes"],
+                platforms=dict(row.platforms) if row.present else {},
+                changed_at=format_time(row.last_changed),
+                checked_at=format_time(row.checked_at),
+                error=row.error if state == "error" else None,
+                behind_since=format_time(row.behind_since),
+                changes=row.changes,
             )
-            if row["behind_since"]:
-                obj["behind_evidence"] = row["behind_evidence"]
-            if row["pin_missing"]:
+            if row.behind_since:
+                obj["behind_evidence"] = row.behind_evidence
+            if row.pin_missing:
                 obj["pin_missing"] = True
             if target.newer:
-                obj["newer"] = json.loads(row["newer"]) if row.get("newer") else []
+                obj["newer"] = list(row.newer)
         out.append(obj)
     return out
 

@@ -16,11 +16,10 @@ adds exactly one new series.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,9 +38,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from tagwatch import __version__
-from tagwatch.core.model import EventKind, Kind, Target
+from tagwatch.core.model import EventKind, Kind, State, Target
 from tagwatch.registry.gate import parse_ratelimit_header
-from tagwatch.store import parse_time
+from tagwatch.store import StatusRow
 
 __all__ = ["Metrics", "MetricsServer", "StateRow", "parse_listen", "parse_ratelimit"]
 
@@ -72,11 +71,10 @@ class StateRow:
     """What the collector needs about one target: its config and its stored status row."""
 
     target: Target
-    row: Mapping[str, Any] | None
+    row: StatusRow | None
 
 
-def _ts(text: str | None) -> float | None:
-    when = parse_time(text)
+def _ts(when: datetime | None) -> float | None:
     return when.timestamp() if when is not None else None
 
 
@@ -160,35 +158,32 @@ class _StateCollector:
             targets[target.kind.value] += 1
             if row is None:
                 continue  # not checked yet: no series rather than made-up values
-            if row.get("state"):
-                state.add_metric([target.kind.value, image, tag, pinned, row["state"]], 1)
-            failures.add_metric(
-                [target.kind.value, image, tag, pinned], float(row.get("fail_count") or 0)
-            )
+            if row.state:
+                state.add_metric([target.kind.value, image, tag, pinned, row.state.value], 1)
+            failures.add_metric([target.kind.value, image, tag, pinned], float(row.fail_count))
             if target.kind is Kind.PIN:
-                is_stale = row.get("state") == "stale"
+                is_stale = row.state is State.STALE
                 stale.add_metric([image, tag, pinned], 1.0 if is_stale else 0.0)
-                missing.add_metric([image, tag, pinned], 1.0 if row.get("pin_missing") else 0.0)
-                since = _ts(row.get("behind_since"))
+                missing.add_metric([image, tag, pinned], 1.0 if row.pin_missing else 0.0)
+                since = _ts(row.behind_since)
                 behind.add_metric([image, tag, pinned], max(0.0, now - since) if since else 0.0)
             if target.newer and (image, tag) not in newer_done:
                 newer_done.add((image, tag))
-                found = json.loads(row["newer"]) if row.get("newer") else []
-                newer.add_metric([image, tag], float(len(found)))
+                newer.add_metric([image, tag], float(len(row.newer)))
             if (image, tag) in tags_done:
                 continue
             tags_done.add((image, tag))
-            if row.get("digest") and row.get("present"):
-                info.add_metric([image, tag, row["digest"]], 1)
-            when = _ts(row.get("changed_at") or row.get("first_seen"))
-            if when is not None and row.get("digest"):
+            if row.current_digest:
+                info.add_metric([image, tag, row.current_digest], 1)
+            when = _ts(row.last_changed)
+            if when is not None:
                 changed.add_metric([image, tag], when)
-            last = _ts(row.get("checked_at"))
+            last = _ts(row.checked_at)
             if last is not None:
                 checked.add_metric([image, tag], last)
-            changes.add_metric([image, tag], float(row.get("changes") or 0))
-            success.add_metric([image, tag], 0.0 if row.get("error") else 1.0)
-            present.add_metric([image, tag], 1.0 if row.get("present") else 0.0)
+            changes.add_metric([image, tag], float(row.changes))
+            success.add_metric([image, tag], 0.0 if row.error else 1.0)
+            present.add_metric([image, tag], 1.0 if row.present else 0.0)
         count = GaugeMetricFamily(
             "tagwatch_targets", "Configured watches and pins.", labels=["kind"]
         )
@@ -405,7 +400,7 @@ def _handler(metrics: Metrics, health: Callable[[], tuple[bool, str]]) -> type:
     return Handler
 
 
-def state_rows(targets: Sequence[Target], rows: Sequence[Mapping[str, Any]]) -> list[StateRow]:
+def state_rows(targets: Sequence[Target], rows: Sequence[StatusRow]) -> list[StateRow]:
     """Pair each configured target with its stored status row (by key)."""
-    by_key = {row["key"]: row for row in rows}
+    by_key = {row.key: row for row in rows}
     return [StateRow(t, by_key.get(t.key)) for t in targets]

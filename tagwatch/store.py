@@ -31,6 +31,7 @@ from tagwatch.core.model import (
     Event,
     EventKind,
     Failed,
+    Kind,
     Missing,
     Observation,
     Outcome,
@@ -44,7 +45,7 @@ from tagwatch.core.model import (
 )
 from tagwatch.errors import StoreError
 
-__all__ = ["Delivery", "Store", "format_time", "parse_time"]
+__all__ = ["Delivery", "StatusRow", "Store", "format_time", "parse_time"]
 
 # Applied migrations (tagwatch.migrations), in order: when the database has all of them,
 # opening it needs no sqlite-utils at all.
@@ -101,6 +102,41 @@ def parse_time(text: str | None) -> datetime | None:
 
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRow:
+    """One watch or pin as recorded, with its tag: what `status`, `check`, `audit` and the
+    metrics show. Read-only; built by `Store.status_rows`."""
+
+    key: str  # Target.key
+    kind: Kind
+    pinned: str | None
+    state: State | None  # None: recorded, but never decided (not written by tagwatch)
+    fail_count: int  # failed checks in a row
+    changes: int  # moves seen
+    behind_since: datetime | None  # pins: since when the tag is elsewhere
+    behind_evidence: str | None
+    pin_missing: bool
+    newer: tuple[str, ...]  # newer versions found (targets with a `newer` policy)
+    tag_key: TagKey
+    digest: str | None  # the last digest seen, also while the tag is vanished
+    platforms: Mapping[str, str]
+    present: bool  # False while the tag is vanished
+    first_seen: datetime | None
+    changed_at: datetime | None  # the last move (None: never moved)
+    checked_at: datetime | None  # the last check that reached the registry
+    error: str | None  # the last check's error, while checks fail
+
+    @property
+    def current_digest(self) -> str | None:
+        """The digest the tag points at now (None while vanished)."""
+        return self.digest if self.present else None
+
+    @property
+    def last_changed(self) -> datetime | None:
+        """When the tag last moved, else first seen; None if it never resolved."""
+        return (self.changed_at or self.first_seen) if self.digest else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,17 +261,39 @@ class Store:
             for r in rows
         ]
 
-    def status_rows(self) -> list[dict[str, Any]]:
-        """Everything `status` shows, per target key."""
+    def status_rows(self) -> list[StatusRow]:
+        """Every recorded watch and pin with its tag, ordered by target key."""
         with self._errors("reading status"):
-            cursor = self.db.execute(
-                "SELECT g.key, g.kind, g.pinned, g.state, g.behind_since, g.behind_evidence, "
-                "g.fail_count, g.changes, g.pin_missing, g.newer, t.registry, t.repository, t.tag, "
-                "t.digest, t.platforms, t.changed_at, t.checked_at, t.error, t.present, "
-                "t.first_seen FROM targets g JOIN tags t ON t.id = g.tag_id ORDER BY g.key"
+            rows = self.db.execute(
+                "SELECT g.key, g.kind, g.pinned, g.state, g.fail_count, g.changes, "
+                "g.behind_since, g.behind_evidence, g.pin_missing, g.newer, t.registry, "
+                "t.repository, t.tag, t.digest, t.platforms, t.present, t.first_seen, "
+                "t.changed_at, t.checked_at, t.error FROM targets g "
+                "JOIN tags t ON t.id = g.tag_id ORDER BY g.key"
+            ).fetchall()
+        return [
+            StatusRow(
+                key=r[0],
+                kind=Kind(r[1]),
+                pinned=r[2],
+                state=State(r[3]) if r[3] else None,
+                fail_count=r[4] or 0,
+                changes=r[5] or 0,
+                behind_since=parse_time(r[6]),
+                behind_evidence=r[7],
+                pin_missing=bool(r[8]),
+                newer=tuple(json.loads(r[9])) if r[9] else (),
+                tag_key=(r[10], r[11], r[12]),
+                digest=r[13],
+                platforms=json.loads(r[14]) if r[14] else {},
+                present=bool(r[15]),
+                first_seen=parse_time(r[16]),
+                changed_at=parse_time(r[17]),
+                checked_at=parse_time(r[18]),
+                error=r[19],
             )
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            for r in rows
+        ]
 
     # --- recording -------------------------------------------------------------------------
 

@@ -96,7 +96,7 @@ def test_watch_moves_back_vanishes_returns(world: CheckWorld) -> None:
         f"[tagwatch] returned: {h}/app:stable",
     ]
     [row] = world.store.status_rows()
-    assert (row["state"], row["digest"], row["changes"], row["present"]) == ("ok", b, 3, 1)
+    assert (row.state, row.digest, row.changes, row.present) == (State.OK, b, 3, True)
     stretches = world.rows("SELECT digest, first_seen, last_seen FROM stretches ORDER BY id")
     assert [(s["digest"], s["first_seen"], s["last_seen"]) for s in stretches] == [
         (a, "2026-11-20T09:00:00Z", "2026-11-20T09:00:00Z"),
@@ -173,12 +173,12 @@ def test_failures_alert_after_error_after_and_recover(world: CheckWorld) -> None
     [error] = world.events()
     assert error["old_digest"] == a and error["details"]["failures"] == 2
     [row] = world.store.status_rows()
-    assert row["digest"] == a and row["fail_count"] == 3 and "503" in row["error"]
+    assert row.digest == a and row.fail_count == 3 and "503" in (row.error or "")
     fake.override = None
     back = world.cycle(T0 + timedelta(hours=4))
     assert not back.failed and summary(back) == {key: ("ok", ("recovered",), False)}
     assert world.titles() == [f"[tagwatch] error: {h}/app:1", f"[tagwatch] recovered: {h}/app:1"]
-    assert world.store.status_rows()[0]["error"] is None
+    assert world.store.status_rows()[0].error is None
 
 
 # --- pins ------------------------------------------------------------------------------------
@@ -285,8 +285,8 @@ def test_newer_versions_reported_once_each(world: CheckWorld) -> None:
         "newest": "1.6",
         "policy": "minor",
     }
-    rows = {r["key"]: r for r in world.store.status_rows()}
-    assert rows[key]["newer"] == '["1.5","1.6"]' and rows[f"watch:{h}/tool:latest"]["newer"] is None
+    rows = {r.key: r for r in world.store.status_rows()}
+    assert rows[key].newer == ("1.5", "1.6") and rows[f"watch:{h}/tool:latest"].newer == ()
 
 
 # --- noise control: grace, quiet windows, digests, --no-notify --------------------------------
