@@ -54,45 +54,77 @@ _EVIDENCE = {
 }
 
 
+_PIN_KINDS = (EventKind.STALE, EventKind.CURRENT, EventKind.PIN_MISSING)
+
+
 def render(event: Event) -> tuple[str, str]:
     """Title and body of an alert: plain text that also reads well as Markdown."""
     title = f"[tagwatch] {event.kind.value}: {event.image}:{event.tag}"
     d: Mapping[str, Any] = event.details
     lines = [f"{event.image}:{event.tag} {_SUMMARY[event.kind]}."]
-    if event.kind in (EventKind.STALE, EventKind.CURRENT, EventKind.PIN_MISSING):
-        lines.append(f"pinned:  {event.pinned}")
-        lines.append(f"tag now: {event.new_digest}")
-        if "behind_since" in d:
-            evidence = _EVIDENCE.get(str(d.get("evidence")), str(d.get("evidence")))
-            behind = format_duration(float(d.get("behind_seconds", 0)))
-            lines.append(f"behind since: {d['behind_since']} ({behind}; from {evidence})")
-        if "max_age_seconds" in d and event.kind is EventKind.STALE:
-            lines.append(f"max_age: {format_duration(float(d['max_age_seconds']))}")
-        if d.get("repeat"):
-            lines.append("reminder: the pin is still stale")
+    if event.kind in _PIN_KINDS:
+        lines += _pin_lines(event, d)
     else:
-        if d.get("summary"):
-            lines.append(f"what changed: {d['summary']}")
-        what = d.get("what_changed") or {}
-        version = what.get("version") or {}
-        if version.get("old") or version.get("new"):
-            lines.append(f"version: {version.get('old') or '?'} → {version.get('new') or '?'}")
-        created = what.get("created") or {}
-        if created.get("new") and created.get("new") != created.get("old"):
-            lines.append(f"created: {created.get('old') or '?'} → {created['new']}")
-        if event.kind in (EventKind.ERROR, EventKind.VANISHED):
-            if event.old_digest:
-                lines.append(f"last digest: {event.old_digest}")
-        elif event.kind is EventKind.RECOVERED:
-            if event.new_digest:
-                lines.append(f"digest: {event.new_digest}")
-        else:
-            if event.old_digest:
-                lines.append(f"old: {event.old_digest}")
-            if event.new_digest:
-                lines.append(f"new: {event.new_digest}")
-        if event.pinned:
-            lines.append(f"pinned: {event.pinned}")
+        lines += _change_lines(d)
+        lines += _digest_lines(event)
+    lines += _detail_lines(event, d)
+    lines.append(f"seen: {format_time(event.at)}")
+    if d.get("source"):
+        lines.append(f"source: {d['source']}")
+    return title, "\n".join(lines)
+
+
+def _pin_lines(event: Event, d: Mapping[str, Any]) -> list[str]:
+    """A pin's digest against the tag's, and how long it has been behind."""
+    lines = [f"pinned:  {event.pinned}", f"tag now: {event.new_digest}"]
+    if "behind_since" in d:
+        evidence = _EVIDENCE.get(str(d.get("evidence")), str(d.get("evidence")))
+        behind = format_duration(float(d.get("behind_seconds", 0)))
+        lines.append(f"behind since: {d['behind_since']} ({behind}; from {evidence})")
+    if "max_age_seconds" in d and event.kind is EventKind.STALE:
+        lines.append(f"max_age: {format_duration(float(d['max_age_seconds']))}")
+    if d.get("repeat"):
+        lines.append("reminder: the pin is still stale")
+    return lines
+
+
+def _change_lines(d: Mapping[str, Any]) -> list[str]:
+    """What changed on a move: the summary, the version and the build date."""
+    lines = []
+    if d.get("summary"):
+        lines.append(f"what changed: {d['summary']}")
+    what = d.get("what_changed") or {}
+    version = what.get("version") or {}
+    if version.get("old") or version.get("new"):
+        lines.append(f"version: {version.get('old') or '?'} → {version.get('new') or '?'}")
+    created = what.get("created") or {}
+    if created.get("new") and created.get("new") != created.get("old"):
+        lines.append(f"created: {created.get('old') or '?'} → {created['new']}")
+    return lines
+
+
+def _digest_lines(event: Event) -> list[str]:
+    """The digests that matter for this kind of event."""
+    lines = []
+    if event.kind in (EventKind.ERROR, EventKind.VANISHED):
+        if event.old_digest:
+            lines.append(f"last digest: {event.old_digest}")
+    elif event.kind is EventKind.RECOVERED:
+        if event.new_digest:
+            lines.append(f"digest: {event.new_digest}")
+    else:
+        if event.old_digest:
+            lines.append(f"old: {event.old_digest}")
+        if event.new_digest:
+            lines.append(f"new: {event.new_digest}")
+    if event.pinned:
+        lines.append(f"pinned: {event.pinned}")
+    return lines
+
+
+def _detail_lines(event: Event, d: Mapping[str, Any]) -> list[str]:
+    """Platforms, newer versions, merged moves, a move back, errors, the registry's word."""
+    lines = []
     if event.platforms_changed:
         lines.append(f"platforms changed: {', '.join(event.platforms_changed)}")
     if event.kind is EventKind.NEWER:
@@ -109,10 +141,7 @@ def render(event: Event) -> tuple[str, str]:
         lines.append(f"failed checks in a row: {d.get('failures')}")
     if event.kind is EventKind.VANISHED and d.get("message"):
         lines.append(f"registry: {d['message']}")
-    lines.append(f"seen: {format_time(event.at)}")
-    if d.get("source"):
-        lines.append(f"source: {d['source']}")
-    return title, "\n".join(lines)
+    return lines
 
 
 _DIGEST_TEXT = re.compile(r"sha(?:256|512):[0-9a-f]{16,128}")

@@ -73,43 +73,57 @@ def compare(
 ) -> Change:
     """Classify a move from `old` to `new` and say it in one line."""
     details: dict[str, Any] = {}
-    old_set, new_set = set(old_platforms or {}), set(new_platforms or {})
+    platforms = _platforms(old_platforms, new_platforms, details)
+    if old is None or new is None:
+        known = "details unknown (the old image could not be read)" if new is not None else None
+        notes = [known or "details unknown"]
+        if platforms:
+            notes.append(f"platforms {platforms}")
+        return Change("unknown", ", ".join(notes), details)
+    if old.digest == new.digest:
+        notes = ["index changed, image unchanged"]
+        if platforms:
+            notes.append(f"platforms {platforms}")
+        return Change("index_only", ", ".join(notes), details)
+    kind, parts = _version(old, new, details)
+    if new.created and new.created != old.created:
+        built = "rebuilt" if kind == "rebuild" and not new.label(VERSION) else "built"
+        parts.append(f"{built} {new.created[:10]}")
+    details["created"] = {"old": old.created, "new": new.created}
+    parts += _provenance(old, new, details)
+    parts += _layers(old, new, details)
+    if platforms:
+        parts.append(f"platforms {platforms}")
+    return Change(kind, ", ".join(parts) if parts else "rebuilt", details)
+
+
+def _platforms(
+    old: Mapping[str, str] | None, new: Mapping[str, str] | None, details: dict[str, Any]
+) -> str:
+    """Platforms added and removed (into `details`), as `+linux/arm64, -linux/s390x`."""
+    old_set, new_set = set(old or {}), set(new or {})
     added, removed = sorted(new_set - old_set), sorted(old_set - new_set)
     if added:
         details["platforms_added"] = added
     if removed:
         details["platforms_removed"] = removed
-    platform_text = ", ".join([f"+{p}" for p in added] + [f"-{p}" for p in removed])
-    if old is None or new is None:
-        notes = [
-            "details unknown (the old image could not be read)"
-            if new is not None
-            else "details unknown"
-        ]
-        if platform_text:
-            notes.append(f"platforms {platform_text}")
-        return Change("unknown", ", ".join(notes), details)
-    if old.digest == new.digest:
-        notes = ["index changed, image unchanged"]
-        if platform_text:
-            notes.append(f"platforms {platform_text}")
-        return Change("index_only", ", ".join(notes), details)
+    return ", ".join([f"+{p}" for p in added] + [f"-{p}" for p in removed])
 
-    parts: list[str] = []
+
+def _version(old: ImageFacts, new: ImageFacts, details: dict[str, Any]) -> tuple[str, list[str]]:
+    """`new_version` when the version label changed, else `rebuild`; and how to say it."""
     old_version, new_version = old.label(VERSION), new.label(VERSION)
-    kind = "rebuild"
+    if new_version:
+        details["version"] = {"old": old_version, "new": new_version}
     if old_version != new_version and new_version:
-        kind = "new_version"
-        parts.append(f"{old_version or '?'} → {new_version}")
-        details["version"] = {"old": old_version, "new": new_version}
-    elif new_version:
-        parts.append(f"{new_version} rebuilt")
-        details["version"] = {"old": old_version, "new": new_version}
-    if new.created and new.created != old.created:
-        parts.append(
-            f"{'rebuilt' if kind == 'rebuild' and not new_version else 'built'} {new.created[:10]}"
-        )
-    details["created"] = {"old": old.created, "new": new.created}
+        return "new_version", [f"{old_version or '?'} → {new_version}"]
+    if new_version:
+        return "rebuild", [f"{new_version} rebuilt"]
+    return "rebuild", []
+
+
+def _provenance(old: ImageFacts, new: ImageFacts, details: dict[str, Any]) -> list[str]:
+    """Revision, source and base image labels (into `details`); a new base image is said."""
     for key, name in (
         (REVISION, "revision"),
         (SOURCE, "source"),
@@ -120,20 +134,20 @@ def compare(
         if a or b:
             details[name] = {"old": a, "new": b}
     old_base, new_base = old.label(BASE_DIGEST), new.label(BASE_DIGEST)
-    if old_base and new_base and old_base != new_base:
-        parts.append("new base image")
+    return ["new base image"] if old_base and new_base and old_base != new_base else []
+
+
+def _layers(old: ImageFacts, new: ImageFacts, details: dict[str, Any]) -> list[str]:
+    """How many of the new image's layers the old one did not have, and the size change."""
+    if not new.layers:
+        return []
     old_layers = {d for d, _ in old.layers}
     changed = sum(1 for d, _ in new.layers if d not in old_layers)
-    if new.layers:
-        parts.append(f"{changed} of {len(new.layers)} layers changed")
-        details["layers"] = {
-            "total": len(new.layers),
-            "changed": changed,
-            "shared": len(new.layers) - changed,
-        }
-        delta = new.size - old.size
-        parts.append(format_size(delta))
-        details["size"] = {"old": old.size, "new": new.size, "delta": delta}
-    if platform_text:
-        parts.append(f"platforms {platform_text}")
-    return Change(kind, ", ".join(parts) if parts else "rebuilt", details)
+    details["layers"] = {
+        "total": len(new.layers),
+        "changed": changed,
+        "shared": len(new.layers) - changed,
+    }
+    delta = new.size - old.size
+    details["size"] = {"old": old.size, "new": new.size, "delta": delta}
+    return [f"{changed} of {len(new.layers)} layers changed", format_size(delta)]

@@ -120,84 +120,137 @@ def decide(
     tag's earlier stretches, newest first (needed to tell a move back to an earlier digest).
     """
     events: list[Event] = []
-
-    def event(kind: EventKind, **kw: Any) -> None:
-        events.append(make_event(target, kind, now, **kw))
-
-    # A failed check is never a move or a vanish: only the failure count changes, and an
-    # `error` alert goes out once the target has failed `error_after` times in a row.
     if isinstance(obs, Failed):
-        failures = target_before.fail_count + 1
-        alerted = target_before.error_alerted
-        if failures >= policy.error_after and not alerted:
-            event(
-                EventKind.ERROR,
-                old_digest=before.digest if before else None,
-                details={"error": obs.message, "reason": obs.reason, "failures": failures},
-            )
-            alerted = True
-        return Decision(
-            tuple(events),
-            replace(target_before, state=State.ERROR, fail_count=failures, error_alerted=alerted),
-        )
-
+        return _failed(target, before, target_before, obs, policy, now)
     if target_before.error_alerted:
-        event(EventKind.RECOVERED, new_digest=obs.digest if isinstance(obs, Resolved) else None)
+        new_digest = obs.digest if isinstance(obs, Resolved) else None
+        events.append(make_event(target, EventKind.RECOVERED, now, new_digest=new_digest))
     after = replace(target_before, fail_count=0, error_alerted=False)
-    first_sight = before is None or before.digest is None
-    loud_first = policy.first_check_notify or target.kind is Kind.PIN
-
     if isinstance(obs, Missing):
-        was_present = before is not None and before.digest is not None and before.present
-        if was_present or (first_sight and loud_first and target_before.state is None):
-            event(
-                EventKind.VANISHED,
-                old_digest=before.digest if before else None,
-                details={"message": obs.message},
-            )
-        return Decision(tuple(events), replace(after, state=State.VANISHED))
-
-    assert isinstance(obs, Resolved)
-    moved = False
-    if first_sight:
-        if target.kind is Kind.WATCH and policy.first_check_notify:
-            event(EventKind.FIRST_SEEN, new_digest=obs.digest)
-    elif before is not None and not before.present:
-        event(
-            EventKind.RETURNED,
-            old_digest=before.digest,
-            new_digest=obs.digest,
-            platforms_changed=changed_platforms(before.platforms, obs.platforms)
-            if before.digest != obs.digest
-            else (),
-        )
-        moved = before.digest != obs.digest
-    elif before is not None and before.digest != obs.digest:
-        moved = True
-        if target.kind is Kind.WATCH:
-            changed = changed_platforms(before.platforms, obs.platforms)
-            relevant = changed
-            if target.platforms and before.platforms and obs.platforms:
-                relevant = tuple(p for p in changed if p in target.platforms)
-            if relevant or not (target.platforms and before.platforms and obs.platforms):
-                details: dict[str, Any] = {}
-                earlier = next((s for s in history if s.digest == obs.digest), None)
-                if earlier is not None:
-                    details["back_to"] = _iso(earlier.first_seen)
-                rewritten = looks_like_full_version(target.tag) and not target.mutable
-                event(
-                    EventKind.REWRITTEN if rewritten else EventKind.MOVED,
-                    old_digest=before.digest,
-                    new_digest=obs.digest,
-                    platforms_changed=changed,
-                    details=details,
-                )
+        vanished = _vanished(target, before, target_before, obs, policy, now)
+        return Decision((*events, *vanished), replace(after, state=State.VANISHED))
+    seen, moved = _seen(target, before, obs, policy, now, history)
+    events.extend(seen)
     if moved:
         after = replace(after, changes=after.changes + 1)
-
     if target.kind is Kind.WATCH or target.pinned is None:
         return Decision(tuple(events), replace(after, state=State.OK), moved)
     return _decide_pin(target, after, target_before, obs, pin or PinFacts(), now, events, moved)
+
+
+def _failed(
+    target: Target,
+    before: TagView | None,
+    target_before: TargetView,
+    obs: Failed,
+    policy: Policy,
+    now: datetime,
+) -> Decision:
+    """A failed check is never a move or a vanish: only the failure count changes, and an
+    `error` alert goes out once the target has failed `error_after` times in a row."""
+    failures = target_before.fail_count + 1
+    alerted = target_before.error_alerted
+    events: tuple[Event, ...] = ()
+    if failures >= policy.error_after and not alerted:
+        events = (
+            make_event(
+                target,
+                EventKind.ERROR,
+                now,
+                old_digest=before.digest if before else None,
+                details={"error": obs.message, "reason": obs.reason, "failures": failures},
+            ),
+        )
+        alerted = True
+    return Decision(
+        events,
+        replace(target_before, state=State.ERROR, fail_count=failures, error_alerted=alerted),
+    )
+
+
+def _vanished(
+    target: Target,
+    before: TagView | None,
+    target_before: TargetView,
+    obs: Missing,
+    policy: Policy,
+    now: datetime,
+) -> tuple[Event, ...]:
+    """The registry says the tag does not exist: an alert if it existed before, or on the
+    first check of a pin (or of a watch with `first_check_notify`)."""
+    was_present = before is not None and before.digest is not None and before.present
+    first_sight = before is None or before.digest is None
+    loud_first = policy.first_check_notify or target.kind is Kind.PIN
+    if was_present or (first_sight and loud_first and target_before.state is None):
+        return (
+            make_event(
+                target,
+                EventKind.VANISHED,
+                now,
+                old_digest=before.digest if before else None,
+                details={"message": obs.message},
+            ),
+        )
+    return ()
+
+
+def _seen(
+    target: Target,
+    before: TagView | None,
+    obs: Resolved,
+    policy: Policy,
+    now: datetime,
+    history: Sequence[Stretch],
+) -> tuple[tuple[Event, ...], bool]:
+    """The tag resolved: first sight, back after vanishing, a move, or nothing new. Returns
+    the events and whether the tag's digest changed."""
+    if before is None or before.digest is None:
+        if target.kind is Kind.WATCH and policy.first_check_notify:
+            return (make_event(target, EventKind.FIRST_SEEN, now, new_digest=obs.digest),), False
+        return (), False
+    if not before.present:
+        moved = before.digest != obs.digest
+        changed = changed_platforms(before.platforms, obs.platforms) if moved else ()
+        returned = make_event(
+            target,
+            EventKind.RETURNED,
+            now,
+            old_digest=before.digest,
+            new_digest=obs.digest,
+            platforms_changed=changed,
+        )
+        return (returned,), moved
+    if before.digest == obs.digest:
+        return (), False
+    if target.kind is not Kind.WATCH:
+        return (), True  # a pin's tag moved: the pin part decides what it means
+    move = _move(target, before, obs, now, history)
+    return ((move,) if move is not None else ()), True
+
+
+def _move(
+    target: Target, before: TagView, obs: Resolved, now: datetime, history: Sequence[Stretch]
+) -> Event | None:
+    """A watched tag moved: `moved`, or `rewritten` for a fixed-looking version; None when
+    only platforms the watch does not follow changed."""
+    changed = changed_platforms(before.platforms, obs.platforms)
+    filtered = bool(target.platforms and before.platforms and obs.platforms)
+    if filtered and not any(p in target.platforms for p in changed):
+        return None
+    details: dict[str, Any] = {}
+    earlier = next((s for s in history if s.digest == obs.digest), None)
+    if earlier is not None:
+        details["back_to"] = _iso(earlier.first_seen)
+    rewritten = looks_like_full_version(target.tag) and not target.mutable
+    return make_event(
+        target,
+        EventKind.REWRITTEN if rewritten else EventKind.MOVED,
+        now,
+        old_digest=before.digest,
+        new_digest=obs.digest,
+        platforms_changed=changed,
+        details=details,
+    )
 
 
 def _decide_pin(
