@@ -545,7 +545,38 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    from tagwatch.config import default_config_path, load_config
+    from tagwatch.errors import ConfigError
+    from tagwatch.healthcheck import probe
+
+    config = load_config(args.config or default_config_path())
+    if not config.metrics_listen:
+        raise ConfigError(
+            f'{config.path}: metrics.listen is off (""): healthcheck asks the daemon\'s '
+            "/healthz on that address"
+        )
+    health = probe(config.metrics_listen, timeout=args.timeout)
+    if health.ok:
+        print(health.message)
+        return EXIT_OK
+    print(f"tagwatch: {health.message}", file=sys.stderr)
+    return EXIT_FAILED
+
+
 # --- the parser ---------------------------------------------------------------------------
+
+
+def _seconds(text: str) -> float:
+    from tagwatch.core.durations import parse_duration
+
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be longer than 0s")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -649,6 +680,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip files matching this glob (repeatable)",
     )
     command("notify-test", cmd_notify_test, "send a test alert to every notification target")
+    p = command(
+        "healthcheck",
+        cmd_healthcheck,
+        "exit 0 when the running daemon answers /healthz on [metrics] listen, else 1 and why",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=3.0,
+        metavar="DURATION",
+        help="give up after this long (default 3s)",
+    )
     return parser
 
 
