@@ -20,6 +20,7 @@ import contextlib
 import datetime as dt
 import gzip
 import hashlib
+import io
 import itertools
 import json
 import os
@@ -29,6 +30,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tarfile
 import threading
 import time
 import uuid
@@ -95,6 +97,16 @@ def digest_of(body: bytes) -> str:
 
 
 _repo_counter = itertools.count(1)
+
+
+def _tar_layer(name: str, content: bytes) -> bytes:
+    """A one-file tar archive with fixed metadata (same content, same bytes)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = len(content), 0o644, 0
+        tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
 
 
 def unique_repo(prefix: str = "test") -> str:
@@ -878,10 +890,13 @@ class Pusher:
 
     # -- images
     def _layers(self, rng: random.Random, count: int) -> list[tuple[bytes, str]]:
-        """(gzip blob, diff_id) per layer; gzip with mtime 0 so a seed is reproducible."""
+        """(gzip blob, diff_id) per layer: a real tar with one small random file, so that
+        container engines (Podman) can pull and unpack the image; fixed tar metadata and gzip
+        mtime 0, so a seed is reproducible."""
         out = []
         for _ in range(count):
-            raw = rng.randbytes(rng.randint(64, 512))
+            content = rng.randbytes(rng.randint(64, 512))
+            raw = _tar_layer(f"layer-{content[:8].hex()}", content)
             out.append((gzip.compress(raw, mtime=0), digest_of(raw)))
         return out
 
