@@ -567,6 +567,34 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
 # --- the parser ---------------------------------------------------------------------------
 
 
+def cmd_ops_files(args: argparse.Namespace) -> int:
+    import shutil
+    from pathlib import Path
+
+    from tagwatch.ops import FILES, copy_to, source_path
+
+    if args.directory is None:
+        rows = [[name, what, str(source_path(name))] for name, what in FILES.items()]
+        print(_table(rows, ["FILE", "WHAT", "INSTALLED AT"]))
+        return EXIT_OK
+    try:
+        written = copy_to(Path(args.directory), force=args.force)
+    except FileExistsError as exc:
+        return _fail(f"{exc.args[0]} exists: not overwritten (--force to replace it)")
+    except OSError as exc:
+        return _fail(f"{args.directory}: {exc.strerror or exc}", EXIT_FAILED)
+    for path in written:
+        print(f"wrote {path}")
+    # The unit runs /usr/bin/tagwatch: say so when this tagwatch lives elsewhere.
+    here = shutil.which("tagwatch") or sys.argv[0]
+    if os.path.realpath(here) != os.path.realpath("/usr/bin/tagwatch"):
+        print(
+            f"note: tagwatch is {here}, the unit runs /usr/bin/tagwatch: change its ExecStart= "
+            "line (or add a drop-in, see the comment at the top of the unit)"
+        )
+    return EXIT_OK
+
+
 def _seconds(text: str) -> float:
     from tagwatch.core.durations import parse_duration
 
@@ -680,6 +708,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip files matching this glob (repeatable)",
     )
     command("notify-test", cmd_notify_test, "send a test alert to every notification target")
+    p = command(
+        "ops-files",
+        cmd_ops_files,
+        "list the systemd unit, alert rules, dashboard and example config shipped with "
+        "tagwatch, or copy them to DIRECTORY",
+        config=False,
+    )
+    p.add_argument("directory", nargs="?", metavar="DIRECTORY", help="copy the files here")
+    p.add_argument("--force", action="store_true", help="overwrite files that exist")
     p = command(
         "healthcheck",
         cmd_healthcheck,
