@@ -53,6 +53,7 @@ __all__ = [
     "scan_paths",
     "to_rows",
     "to_snippet",
+    "walk_paths",
 ]
 
 MAX_FILE_SIZE = 1024 * 1024  # larger files are skipped
@@ -71,6 +72,10 @@ class Found:
     problem: str | None  # why ref is None
     context: str  # "FROM", "COPY --from", "RUN --mount", "compose service web", ...
     platform: str | None = None  # FROM --platform=... when it has a fixed value
+    # Where the reference is written in the scanned text, [start, end) character offsets: the
+    # Dockerfile word that holds it (`--from=...` or `--mount=...` whole), or the YAML scalar
+    # (quotes included). None when a line continuation splits it. Not part of the output.
+    span: tuple[int, int] | None = field(default=None, compare=False)
 
 
 # --- variable substitution ---------------------------------------------------------------
@@ -278,12 +283,19 @@ def _problem_text(expander: _Expander) -> str:
     return "; ".join(expander.problems)
 
 
-def _parsed(file: str, line: int, text: str, context: str, platform: str | None = None) -> Found:
+def _parsed(
+    file: str,
+    line: int,
+    text: str,
+    context: str,
+    platform: str | None = None,
+    span: tuple[int, int] | None = None,
+) -> Found:
     try:
         ref = parse_ref(text)
     except ReferenceError_ as exc:
-        return Found(file, line, text, None, str(exc), context, platform)
-    return Found(file, line, text, ref, None, context, platform)
+        return Found(file, line, text, None, str(exc), context, platform, span)
+    return Found(file, line, text, ref, None, context, platform, span)
 
 
 # --- Dockerfiles -------------------------------------------------------------------------
@@ -333,15 +345,24 @@ class _Instruction:
     keyword: str  # lower case
     args: str  # the logical line after the keyword, continuations joined
     offset: int  # where args starts in the logical line
-    segments: list[tuple[int, int]]  # (offset in the logical line, 1-based line)
+    # (offset in the logical line, 1-based line, offset in the text, length) per piece
+    segments: list[tuple[int, int, int, int]]
 
     def line_at(self, offset: int) -> int:
         line = self.segments[0][1]
-        for start, number in self.segments:
+        for start, number, _, _ in self.segments:
             if start > offset:
                 break
             line = number
         return line
+
+    def span(self, offset: int, length: int) -> tuple[int, int] | None:
+        """Where logical characters [offset, offset + length) are in the text, when they
+        are on one physical line; None when a line continuation runs through them."""
+        for start, _, at, size in self.segments:
+            if start <= offset and offset + length <= start + size:
+                return at + offset - start, at + offset - start + length
+        return None
 
 
 def _words(s: str, escape: str) -> list[tuple[str, int]]:
@@ -381,8 +402,12 @@ def _instructions(text: str) -> tuple[str, list[_Instruction]]:
     """The escape character and the logical lines of a Dockerfile (directives, comments
     and heredoc bodies dropped)."""
     lines = [line.removesuffix("\r") for line in text.split("\n")]
+    starts = [0]  # where each line starts in the text
+    for line in text.split("\n")[:-1]:
+        starts.append(starts[-1] + len(line) + 1)
     if lines and lines[0].startswith("\ufeff"):
         lines[0] = lines[0][1:]
+        starts[0] += 1
     escape = "\\"
     i, n = 0, len(lines)
     seen: set[str] = set()
@@ -406,12 +431,13 @@ def _instructions(text: str) -> tuple[str, list[_Instruction]]:
             continue
         parts: list[str] = []
         length = 0
-        segments: list[tuple[int, int]] = []
+        segments: list[tuple[int, int, int, int]] = []
         current = lines[i].lstrip()
+        column = len(lines[i]) - len(current)
         while True:
             more = continuation.search(current)
             content = current[: more.start()] if more else current
-            segments.append((length, i + 1))
+            segments.append((length, i + 1, starts[i] + column, len(content)))
             parts.append(content)
             length += len(content)
             i += 1
@@ -421,7 +447,7 @@ def _instructions(text: str) -> tuple[str, list[_Instruction]]:
                 i += 1
             if i >= n:
                 break
-            current = lines[i]
+            current, column = lines[i], 0
         logical = "".join(parts)
         keyword = logical.split(None, 1)[0] if logical.strip() else ""
         offset = len(keyword)
@@ -545,12 +571,13 @@ class _DockerfileScan:
             return
         raw, offset = rest[0]
         line = ins.line_at(ins.offset + offset)
+        span = ins.span(ins.offset + offset, len(raw))
         expander = self.expander(self.global_lookup)
         image = expander.expand(raw)
         self.stages.append(stage)
         if expander.problems:
             problem = _problem_text(expander)
-            self.found.append(Found(self.file, line, raw, None, problem, "FROM", platform))
+            self.found.append(Found(self.file, line, raw, None, problem, "FROM", platform, span))
             return
         parent = earlier.get(image.lower())
         if parent is not None:
@@ -558,7 +585,7 @@ class _DockerfileScan:
             return
         if image.lower() == "scratch":
             return
-        self.found.append(_parsed(self.file, line, image, "FROM", platform))
+        self.found.append(_parsed(self.file, line, image, "FROM", platform, span))
 
     def arg(self, words: list[tuple[str, int]]) -> None:
         in_stage = bool(self.stages)
@@ -604,7 +631,8 @@ class _DockerfileScan:
                 break
             key, sep, raw = flag[2:].partition("=")
             if key.lower() == "from" and sep:
-                self.source(ins, ins.offset + offset, raw, "COPY --from", stage_names)
+                where = ins.span(ins.offset + offset, len(flag))
+                self.source(ins, ins.offset + offset, raw, "COPY --from", stage_names, where)
 
     def run_mounts(
         self, ins: _Instruction, words: list[tuple[str, int]], stage_names: set[str]
@@ -622,21 +650,29 @@ class _DockerfileScan:
             for item in fields:
                 name, sep, value = item.strip().partition("=")
                 if sep and name.strip().lower() == "from":
-                    self.source(ins, ins.offset + offset, value, "RUN --mount", stage_names)
+                    where = ins.span(ins.offset + offset, len(flag))
+                    self.source(ins, ins.offset + offset, value, "RUN --mount", stage_names, where)
 
     def source(
-        self, ins: _Instruction, offset: int, raw: str, context: str, stage_names: set[str]
+        self,
+        ins: _Instruction,
+        offset: int,
+        raw: str,
+        context: str,
+        stage_names: set[str],
+        span: tuple[int, int] | None,
     ) -> None:
         """A `--from` value: a stage name or index, or an image."""
         line = ins.line_at(offset)
         expander = self.expander(self.stage_lookup)
         value = expander.expand(raw)
         if expander.problems:
-            self.found.append(Found(self.file, line, raw, None, _problem_text(expander), context))
+            problem = _problem_text(expander)
+            self.found.append(Found(self.file, line, raw, None, problem, context, None, span))
             return
         if (value.isascii() and value.isdigit()) or value.lower() in stage_names:
             return
-        self.found.append(_parsed(self.file, line, value, context))
+        self.found.append(_parsed(self.file, line, value, context, None, span))
 
 
 def scan_dockerfile(text: str, file: str = "Dockerfile") -> list[Found]:
@@ -733,18 +769,19 @@ def _image_found(file: str, key: Node, value: Node, context: str, compose: bool)
     if not isinstance(value, ScalarNode):
         return Found(file, line, "", None, "image is not a string", context)
     raw = str(value.value)
+    span = (value.start_mark.index, value.end_mark.index)
     if not compose:
-        found = _parsed(file, line, raw, context)
+        found = _parsed(file, line, raw, context, None, span)
         names = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", raw)
         if found.ref is None and names:
             problem = "; ".join(f"unresolved variable ${{{n}}}" for n in dict.fromkeys(names))
-            return Found(file, line, raw, None, problem, context)
+            return Found(file, line, raw, None, problem, context, None, span)
         return found
     expander = _Expander(lambda _name: None, escape=None, compose=True)
     text = expander.expand(raw)
     if expander.problems:
-        return Found(file, line, raw, None, _problem_text(expander), context)
-    return _parsed(file, line, text, context)
+        return Found(file, line, raw, None, _problem_text(expander), context, None, span)
+    return _parsed(file, line, text, context, None, span)
 
 
 def _compose_document(document: Node, file: str) -> list[Found]:
@@ -1064,9 +1101,20 @@ def scan_paths(
     matching files are scanned; `exclude` wins. Files over 1 MiB and binary files are
     skipped. Output: per path in the order given, files sorted, then by line.
     FileNotFoundError for a path that does not exist."""
+    found: list[Found] = []
+    for shown, target in walk_paths(paths, include=include, exclude=exclude):
+        found.extend(_scan_one(target, shown))
+    return found
+
+
+def walk_paths(
+    paths: Sequence[str | Path], *, include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> list[tuple[str, Path]]:
+    """The files `scan_paths` scans, as (name it reports, path to open), in its order; each
+    file once however many paths reach it. FileNotFoundError for a path that does not exist."""
     includes = [_Pattern.parse(p) for p in include if p.strip("/")]
     excludes = [_Pattern.parse(p) for p in exclude if p.strip("/")]
-    found: list[Found] = []
+    files: list[tuple[str, Path]] = []
     seen: set[str] = set()
     for given in paths:
         path = Path(given)
@@ -1087,8 +1135,8 @@ def scan_paths(
             if key in seen:
                 continue
             seen.add(key)
-            found.extend(_scan_one(target, shown))
-    return found
+            files.append((shown, target))
+    return files
 
 
 # --- output ------------------------------------------------------------------------------
