@@ -43,7 +43,7 @@ from tagwatch.core.manifest import (
     sha256_digest,
 )
 from tagwatch.core.model import Resolved
-from tagwatch.core.refs import ImageRef, is_loopback
+from tagwatch.core.refs import ImageRef, is_loopback, parse_platform
 from tagwatch.errors import (
     AuthError,
     BadResponse,
@@ -259,6 +259,32 @@ class RegistryClient:
                 if isinstance(found, dict):
                     labels = {str(k): v for k, v in found.items() if isinstance(v, str)}
         return ImageFacts(image, platform, created, labels, manifest.annotations, manifest.layers)
+
+    def config_platform(self, ref: ImageRef, config_digest: str) -> str | None:
+        """The platform (`os/arch[/variant]`, normalised) an image's config blob declares;
+        None when it declares none we can read. The blob is verified against its digest."""
+        body, _, _ = self._get(
+            ref, f"/v2/{ref.repository}/blobs/{config_digest}", {}, limit=MAX_CONFIG_BYTES
+        )
+        if config_digest.startswith("sha256:") and sha256_digest(body) != config_digest:
+            raise BadResponse(
+                f"{self._host(ref)} sent a config blob whose sha256 does not match {config_digest}",
+                host=ref.registry,
+            )
+        try:
+            config = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(config, dict):
+            return None
+        os_, arch, variant = (config.get(k) for k in ("os", "architecture", "variant"))
+        if not isinstance(os_, str) or not isinstance(arch, str):
+            return None
+        text = f"{os_}/{arch}" + (f"/{variant}" if isinstance(variant, str) and variant else "")
+        try:
+            return parse_platform(text)
+        except ValueError:
+            return None
 
     def list_tags(self, ref: ImageRef, page_size: int = 1000) -> tuple[list[str], bool]:
         """Every tag of the repository, following `Link: <…>; rel="next"` pagination for at
