@@ -496,6 +496,107 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bump(args: argparse.Namespace) -> int:
+    from tagwatch import bump
+    from tagwatch.config import Config, Settings, load_config
+    from tagwatch.core.bump import summary, unified_diff
+    from tagwatch.core.model import DAY, Kind
+    from tagwatch.core.scan import walk_paths
+
+    only_stale = args.only == "stale"
+    if only_stale and not args.config:
+        return _fail(
+            "bump: --only stale needs the configuration (-c FILE): its max_age and its "
+            "database say which pins are stale"
+        )
+    config: Config | None = None
+    if args.config:
+        config = _load(args) if only_stale else load_config(args.config)
+        for registry in config.registries.values():
+            if registry.password is not None:
+                registry.password.read()
+    if args.paths:
+        roots = [(list(args.paths), list(args.include), list(args.exclude))]
+    else:
+        sources = [s for s in (config.sources if config else ()) if getattr(s, "path", None)]
+        if not sources:
+            return _fail(
+                "bump: no PATH given, and no configuration with [[source]] paths (-c FILE)"
+            )
+        roots = [
+            ([s.path], [*s.include, *args.include], [*s.exclude, *args.exclude]) for s in sources
+        ]
+    files: list[tuple[str, Any]] = []
+    seen: set[str] = set()
+    for paths, include, exclude in roots:
+        try:
+            walked = walk_paths(paths, include=include, exclude=exclude)
+        except FileNotFoundError:
+            missing = next((p for p in paths if not os.path.exists(p)), paths[0])
+            return _fail(f"{missing}: no such file or directory")
+        for shown, path in walked:
+            if os.path.realpath(path) not in seen:
+                seen.add(os.path.realpath(path))
+                files.append((shown, path))
+
+    plans = bump.read_files(files)
+    store = None
+    if config is not None and os.path.exists(config.settings.database):
+        store = _store(config)
+    try:
+        client_config = config or Config(path="", settings=Settings(database=":memory:"))
+        with _client(client_config) as client:
+            bump.check(
+                plans,
+                client,
+                history=store.history if store is not None else None,
+                concurrency=client_config.settings.concurrency,
+            )
+        if only_stale:
+            assert config is not None
+            from tagwatch.cycle import utcnow
+
+            ages = {t.key: t.max_age for t in config.targets if t.kind is Kind.PIN}
+            bump.mark_stale(
+                plans,
+                now=utcnow(),
+                views=store.target_views() if store is not None else {},
+                history=store.history if store is not None else (lambda key: []),
+                max_age=lambda ref: ages.get(f"{Kind.PIN}:{ref}", 7 * DAY),
+            )
+    finally:
+        if store is not None:
+            store.close()
+    bump.prepare(plans, only_stale=only_stale)
+    if args.write:
+        bump.write(plans)
+
+    if args.json:
+        rows = [o.as_dict(only_stale) for plan in plans for o in plan.outcomes]
+        print(json.dumps(rows, indent=2))
+    elif args.write or args.check:
+        for line in bump.pin_lines(plans, wrote=args.write):
+            print(line)
+    else:
+        for plan in plans:
+            if plan.new_data is not None:
+                print(unified_diff(plan.name, plan.data, plan.new_data), end="")
+    for line in bump.notes(plans):
+        print(f"tagwatch: bump: {line}", file=sys.stderr)
+    counts, behind_files = bump.tally(plans, wrote=args.write)
+    line = summary(
+        counts, behind_files, wrote=args.write, stale=counts.get("stale", 0) if only_stale else None
+    )
+    machine = args.json or not (args.write or args.check)
+    print(line, file=sys.stderr if machine else sys.stdout)
+    sys.stdout.flush()
+
+    outcomes = [o for plan in plans for o in plan.outcomes]
+    behind = any(o.state == "behind" and (o.stale or not only_stale) for o in outcomes)
+    failed = any(o.failed for o in outcomes) or any(plan.error for plan in plans)
+    return EXIT_FAILED if failed or (args.check and behind) else EXIT_OK
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from tagwatch.config import check_secrets
 
@@ -565,6 +666,43 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
 
 
 # --- the parser ---------------------------------------------------------------------------
+
+_BUMP_HELP = """\
+Rewrite pinned references (tag@sha256:...) that are behind to their tag's current digest.
+
+Finds every pin in the Dockerfiles/Containerfiles, compose files and Kubernetes manifests
+under the paths (as `tagwatch scan` does), resolves each tag now, and for each pin that is
+behind proposes the tag's current digest: a pin of the index gets the new index digest; a
+pin of one platform's image gets the same platform's image in the new index (its platform
+told by the tag's history in the config's database, else by the pinned image's config at
+the registry; when it cannot be told, the pin is left alone with the reason).
+
+Only the digest's characters change: comments, spacing, line endings, a missing final
+newline, the file's mode and owner stay. A reference built from a variable (ARG, ENV,
+${VAR}) is left alone with the reason. --write replaces each file atomically.
+
+The config (-c) is optional: it gives registry credentials, the [[source]] paths when no
+PATH is given, and (with --only stale) each pin's max_age and the database."""
+
+_BUMP_EPILOG = """\
+output:
+  default   a unified diff per file on stdout (for git apply / patch -p1)
+  --write   a line per pin bumped, then the summary, on stdout
+  --check   a line per pin behind, then the summary, on stdout
+  --json    one object per pin: file, line, reference, image, tag, old, new,
+            platform, state (current|behind|vanished|skipped|error), reason,
+            context, written (and stale, with --only stale)
+  Pins left alone and errors are named on stderr, one line each; the summary
+  (e.g. "3 pins behind in 2 files; 3 bumped") goes to stderr with the diff
+  and --json.
+
+exit status:
+  0  every pin was checked (and, with --write, every planned file written);
+     pins behind are findings, not failures - except with --check
+  1  with --check: a pin is behind (with --only stale: a pin is stale);
+     and always: a pin could not be checked (registry down, auth, bad answer)
+     or a file could not be read or written
+  2  usage or configuration error"""
 
 
 def cmd_ops_files(args: argparse.Namespace) -> int:
@@ -699,6 +837,59 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="GLOB",
         help="only files matching this glob (repeatable; gitignore-style)",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="skip files matching this glob (repeatable)",
+    )
+    p = command(
+        "bump",
+        cmd_bump,
+        "rewrite pinned digests (tag@sha256:...) that are behind to their tag's current digest",
+        config=False,
+    )
+    p.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="optional configuration file: registry credentials, [[source]] paths, max_age "
+        "and database (not read unless given)",
+    )
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.description = _BUMP_HELP
+    p.epilog = _BUMP_EPILOG
+    p.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="files or directories (default: the config's [[source]] paths)",
+    )
+    mode = p.add_argument_group("what to do (default: print a unified diff)")
+    mode.add_argument(
+        "--write", action="store_true", help="rewrite the files in place (atomically)"
+    )
+    mode.add_argument(
+        "--check",
+        action="store_true",
+        help="list the pins that are behind; exit 1 if there are any",
+    )
+    mode.add_argument(
+        "--json", action="store_true", help="print a JSON array, one object per pin found"
+    )
+    p.add_argument(
+        "--only",
+        choices=["stale"],
+        help="stale: only pins behind for at least their max_age (needs -c and its database)",
+    )
+    p.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only files matching this glob (repeatable; as for scan)",
     )
     p.add_argument(
         "--exclude",
