@@ -554,7 +554,7 @@ def cmd_bump(args: argparse.Namespace) -> int:
             )
         if only_stale:
             assert config is not None
-            from tagwatch.cycle import utcnow
+            from tagwatch.check import utcnow
 
             ages = {t.key: t.max_age for t in config.targets if t.kind is Kind.PIN}
             bump.mark_stale(
@@ -581,6 +581,7 @@ def cmd_bump(args: argparse.Namespace) -> int:
         for plan in plans:
             if plan.new_data is not None:
                 print(unified_diff(plan.name, plan.data, plan.new_data), end="")
+    sys.stdout.flush()  # the notes follow what they are about, also when both are one pipe
     for line in bump.notes(plans):
         print(f"tagwatch: bump: {line}", file=sys.stderr)
     counts, behind_files = bump.tally(plans, wrote=args.write)

@@ -167,7 +167,8 @@ def test_bump_a_tree_of_every_kind(
     assert all(path.read_bytes() == render(t, before) for path, t in files.items())
     assert diff.out.count("--- a/tree/") == 3
     arm64 = f"FROM --platform=linux/arm64 {registry.host}/{base}:3.12@"
-    assert f"-{arm64}{old_p['linux/arm64']}\r\n+{arm64}{new_p['linux/arm64']}\r\n" in diff.out
+    assert f"\n-{arm64}{old_p['linux/arm64']}\r\n" in diff.out
+    assert f"\n+{arm64}{new_p['linux/arm64']}\r\n" in diff.out
     assert "FROM ${BASE}\n\\ No newline at end of file\n" in diff.out
     summary = diff.err.strip().splitlines()[-1]
     assert summary == "9 pins behind in 3 files; 8 to bump (--write), 1 left alone; 1 current"
