@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
@@ -408,16 +408,45 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     """Read and validate the configuration. Raises ConfigError with a one-line message."""
     env = os.environ if env is None else env
     shown = str(path)
+    text = _read_text(path, shown)
+    reader = _Reader(shown, text)
+    root = _Table(reader, _parse_toml(text, shown), None)
+    # One reader per section, in this order (it is the order `known keys` lists them in).
+    settings = _read_settings(_Table(reader, root.get("tagwatch", dict, {}), "tagwatch"), env)
+    listen = _read_metrics(_Table(reader, root.get("metrics", dict, {}), "metrics"))
+    registries = _read_registries(reader, root.get("registry", list, []), env)
+    targets = _read_targets(reader, root.get("watch", list, []), root.get("pin", list, []))
+    sources = [
+        _read_source(_Table(reader, item, "source", i), env)
+        for i, item in enumerate(root.get("source", list, []))
+    ]
+    notify = _read_notifies(reader, root.get("notify", list, []), env)
+    root.finish()
+    return Config(
+        path=shown,
+        settings=settings,
+        metrics_listen=listen,
+        registries=registries,
+        targets=tuple(targets),
+        notify=tuple(notify),
+        sources=tuple(sources),
+    )
+
+
+def _read_text(path: str | os.PathLike[str], shown: str) -> str:
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"{shown}: cannot read configuration: {exc.strerror or exc}") from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{shown}: not UTF-8 text (byte {exc.start})") from None
+
+
+def _parse_toml(text: str, shown: str) -> dict[str, Any]:
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = re.search(r"\(at line (\d+), column (\d+)\)", message)
@@ -426,10 +455,9 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
             raise ConfigError(f"{shown}:{match.group(1)}: TOML syntax: {message}") from None
         raise ConfigError(f"{shown}: TOML syntax: {message}") from None
 
-    reader = _Reader(shown, text)
-    root = _Table(reader, data, None)
 
-    main = _Table(reader, root.get("tagwatch", dict, {}), "tagwatch")
+def _read_settings(main: _Table, env: Mapping[str, str]) -> Settings:
+    """[tagwatch]"""
     state_dir = env.get("STATE_DIRECTORY", "").split(":")[0]
     default_db = os.path.join(state_dir, "tagwatch.db") if state_dir else "tagwatch.db"
     settings = Settings(
@@ -447,160 +475,181 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     if settings.timeout <= 0:
         raise main.fail("timeout", "must be longer than 0s")
     main.finish()
+    return settings
 
-    metrics = _Table(reader, root.get("metrics", dict, {}), "metrics")
-    listen = metrics.string("listen", "127.0.0.1:9479", empty_ok=True)
+
+def _read_metrics(metrics: _Table) -> str:
+    """[metrics]: the listen address ("" turns the endpoint off)."""
+    listen: str = metrics.string("listen", "127.0.0.1:9479", empty_ok=True)
     if listen and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]*):\d{1,5}", listen):
         raise metrics.fail(
             "listen", f'must be host:port (e.g. 127.0.0.1:9479) or "", not {listen!r}'
         )
     metrics.finish()
+    return listen
 
+
+def _read_registries(
+    reader: _Reader, items: list[Any], env: Mapping[str, str]
+) -> dict[str, RegistryConfig]:
+    """[[registry]], by canonical host; a host configured twice is an error."""
     registries: dict[str, RegistryConfig] = {}
-    for i, item in enumerate(root.get("registry", list, [])):
+    for i, item in enumerate(items):
         table = _Table(reader, item, "registry", i)
-        host_text = table.string("host")
-        if host_text is None:
-            raise table.fail("host", 'is required (e.g. host = "ghcr.io")')
-        try:
-            host = parse_ref(f"{host_text.strip().rstrip('/')}/x").registry
-        except ReferenceError_:
-            raise table.fail("host", f"bad registry host {host_text!r}") from None
-        if host in registries:
-            raise table.fail("host", f"registry {host} is configured twice")
-        username = table.string("username")
-        password = _secret(table, f"registry[{i}]", "password", env)
-        if (username is None) != (password is None):
-            raise table.fail(
-                "username" if username is None else "password_env",
-                "username and password_env/password_file go together",
-            )
-        ca_file = _expand(table, "ca_file", table.string("ca_file"), env)
-        registries[host] = RegistryConfig(
-            host=host,
-            username=username,
-            password=password,
-            insecure=table.get("insecure", bool, False),
-            concurrency=table.integer("concurrency", None),
-            ca_file=ca_file,
-            rate=_rate(table),
-            endpoint=_endpoint(table, insecure=table.get("insecure", bool, False)),
-        )
+        registry = _read_registry(table, env, taken=registries)
+        registries[registry.host] = registry
         table.finish()
+    return registries
 
+
+def _read_registry(
+    table: _Table, env: Mapping[str, str], taken: Container[str] = ()
+) -> RegistryConfig:
+    host_text = table.string("host")
+    if host_text is None:
+        raise table.fail("host", 'is required (e.g. host = "ghcr.io")')
+    try:
+        host = parse_ref(f"{host_text.strip().rstrip('/')}/x").registry
+    except ReferenceError_:
+        raise table.fail("host", f"bad registry host {host_text!r}") from None
+    if host in taken:
+        raise table.fail("host", f"registry {host} is configured twice")
+    username = table.string("username")
+    password = _secret(table, f"registry[{table.index}]", "password", env)
+    if (username is None) != (password is None):
+        raise table.fail(
+            "username" if username is None else "password_env",
+            "username and password_env/password_file go together",
+        )
+    ca_file = _expand(table, "ca_file", table.string("ca_file"), env)
+    insecure: bool = table.get("insecure", bool, False)
+    return RegistryConfig(
+        host=host,
+        username=username,
+        password=password,
+        insecure=insecure,
+        concurrency=table.integer("concurrency", None),
+        ca_file=ca_file,
+        rate=_rate(table),
+        endpoint=_endpoint(table, insecure=insecure),
+    )
+
+
+def _read_targets(reader: _Reader, watches: list[Any], pins: list[Any]) -> list[Target]:
+    """[[watch]] then [[pin]]; the same watch or pin listed twice is an error."""
     targets: list[Target] = []
     seen: dict[str, str] = {}
-    for kind in (Kind.WATCH, Kind.PIN):
-        for i, item in enumerate(root.get(kind.value, list, [])):
+    for kind, items in ((Kind.WATCH, watches), (Kind.PIN, pins)):
+        for i, item in enumerate(items):
             table = _Table(reader, item, kind.value, i)
-            ref = _ref(table, "image")
-            if kind is Kind.WATCH and ref.digest is not None:
-                raise table.fail(
-                    "image",
-                    f"a watch follows a tag; {ref} carries a digest: remove '@{ref.digest}' "
-                    "or make it a [[pin]]",
-                )
-            if kind is Kind.PIN and (ref.digest is None or ref.tag is None):
-                missing = "digest" if ref.digest is None else "tag"
-                raise table.fail(
-                    "image",
-                    f"a pin needs a tag and a digest, e.g. python:3.12-slim@sha256:…; "
-                    f"{table.data.get('image')!r} has no {missing}",
-                )
-            if ref.tag is None:
-                ref = ref.with_tag("latest")
-            platforms = _each(table, "platforms", parse_platform)
-            target = Target(
-                kind=kind,
-                ref=ref,
-                platforms=platforms,
-                notify=table.strings("notify"),
-                max_age=table.duration("max_age", 7 * DAY) if kind is Kind.PIN else 7 * DAY,
-                renotify=table.duration("renotify", DAY) if kind is Kind.PIN else DAY,
-                source=table.string("source") if kind is Kind.PIN else None,
-                mutable=table.get("mutable", bool, False),
-                interval=_own_interval(table),
-                grace=table.duration("grace", 0.0),
-                quiet=_each(table, "quiet", parse_window),
-                newer=_newer_policy(table),
-            )
-            where = f"{kind.value}[{i}]"
+            target = _read_target(table, kind)
             if target.key in seen:
                 raise table.fail(
                     "image", f"{target.display} is already listed as {seen[target.key]}"
                 )
-            seen[target.key] = where
+            seen[target.key] = f"{kind.value}[{i}]"
             targets.append(target)
             table.finish()
+    return targets
 
+
+def _read_target(table: _Table, kind: Kind) -> Target:
+    ref = _ref(table, "image")
+    if kind is Kind.WATCH and ref.digest is not None:
+        raise table.fail(
+            "image",
+            f"a watch follows a tag; {ref} carries a digest: remove '@{ref.digest}' "
+            "or make it a [[pin]]",
+        )
+    if kind is Kind.PIN and (ref.digest is None or ref.tag is None):
+        missing = "digest" if ref.digest is None else "tag"
+        raise table.fail(
+            "image",
+            f"a pin needs a tag and a digest, e.g. python:3.12-slim@sha256:…; "
+            f"{table.data.get('image')!r} has no {missing}",
+        )
+    if ref.tag is None:
+        ref = ref.with_tag("latest")
+    pin = kind is Kind.PIN
+    return Target(
+        kind=kind,
+        ref=ref,
+        platforms=_each(table, "platforms", parse_platform),
+        notify=table.strings("notify"),
+        max_age=table.duration("max_age", 7 * DAY) if pin else 7 * DAY,
+        renotify=table.duration("renotify", DAY) if pin else DAY,
+        source=table.string("source") if pin else None,
+        mutable=table.get("mutable", bool, False),
+        interval=_own_interval(table),
+        grace=table.duration("grace", 0.0),
+        quiet=_each(table, "quiet", parse_window),
+        newer=_newer_policy(table),
+    )
+
+
+def _read_source(table: _Table, env: Mapping[str, str]) -> SourceConfig:
+    """[[source]]: a path relative to the config file's directory, which must exist."""
+    given = _expand(table, "path", table.string("path"), env)
+    if given is None:
+        raise table.fail("path", 'is required (a directory or file, e.g. path = "/srv/repo")')
+    full = Path(given) if Path(given).is_absolute() else Path(table.reader.path).parent / given
+    if not full.exists():
+        raise table.fail("path", f"{full} does not exist")
+    source = SourceConfig(
+        where=f"source[{table.index}]",
+        path=str(full),
+        include=table.strings("include"),
+        exclude=table.strings("exclude"),
+        notify=table.strings("notify"),
+        max_age=table.duration("max_age", 7 * DAY),
+        renotify=table.duration("renotify", DAY),
+        newer=_newer_policy(table),
+    )
+    table.finish()
+    return source
+
+
+def _read_notifies(reader: _Reader, items: list[Any], env: Mapping[str, str]) -> list[NotifyConfig]:
+    """[[notify]]; a name used twice is an error."""
     notify: list[NotifyConfig] = []
-    sources: list[SourceConfig] = []
-    for i, item in enumerate(root.get("source", list, [])):
-        table = _Table(reader, item, "source", i)
-        where = f"source[{i}]"
-        given = _expand(table, "path", table.string("path"), env)
-        if given is None:
-            raise table.fail("path", 'is required (a directory or file, e.g. path = "/srv/repo")')
-        full = Path(given) if Path(given).is_absolute() else Path(shown).parent / given
-        if not full.exists():
-            raise table.fail("path", f"{full} does not exist")
-        sources.append(
-            SourceConfig(
-                where=where,
-                path=str(full),
-                include=table.strings("include"),
-                exclude=table.strings("exclude"),
-                notify=table.strings("notify"),
-                max_age=table.duration("max_age", 7 * DAY),
-                renotify=table.duration("renotify", DAY),
-                newer=_newer_policy(table),
-            )
-        )
-        table.finish()
-
-    known_events = {e.value for e in EventKind if e is not EventKind.TEST}
     names: set[str] = set()
-    for i, item in enumerate(root.get("notify", list, [])):
+    for i, item in enumerate(items):
         table = _Table(reader, item, "notify", i)
-        name = table.string("name")
-        url = _secret(table, f"notify[{i}]", "url", env, literal_key="url")
-        if url is None:
-            raise table.fail("url", "is required (an apprise URL, or url_env / url_file)")
-        events = table.strings("events")
-        for e in events:
-            if e not in known_events:
-                raise table.fail(
-                    "events", f"unknown event '{e}' (events: {', '.join(sorted(known_events))})"
-                )
-        if name is not None:
-            if name in names:
-                raise table.fail("name", f"name '{name}' is used twice")
-            names.add(name)
-        notify.append(
-            NotifyConfig(
-                where=name or f"notify[{i}]",
-                url=url,
-                tags=table.strings("tags"),
-                events=frozenset(events) if events else None,
-                name=name,
-                format=_body_format(table),
-                mode=_mode(table),
-                schedule=_each(table, "schedule", parse_time_of_day),
-                title=table.string("title"),
-                body=table.string("body"),
-            )
-        )
+        notify.append(_read_notify(table, env, names))
         table.finish()
+    return notify
 
-    root.finish()
-    return Config(
-        path=shown,
-        settings=settings,
-        metrics_listen=listen,
-        registries=registries,
-        targets=tuple(targets),
-        notify=tuple(notify),
-        sources=tuple(sources),
+
+_KNOWN_EVENTS = frozenset(e.value for e in EventKind if e is not EventKind.TEST)
+
+
+def _read_notify(table: _Table, env: Mapping[str, str], names: set[str]) -> NotifyConfig:
+    """One [[notify]]; its `name` joins `names`."""
+    name = table.string("name")
+    url = _secret(table, f"notify[{table.index}]", "url", env, literal_key="url")
+    if url is None:
+        raise table.fail("url", "is required (an apprise URL, or url_env / url_file)")
+    events = table.strings("events")
+    for e in events:
+        if e not in _KNOWN_EVENTS:
+            raise table.fail(
+                "events", f"unknown event '{e}' (events: {', '.join(sorted(_KNOWN_EVENTS))})"
+            )
+    if name is not None:
+        if name in names:
+            raise table.fail("name", f"name '{name}' is used twice")
+        names.add(name)
+    return NotifyConfig(
+        where=name or f"notify[{table.index}]",
+        url=url,
+        tags=table.strings("tags"),
+        events=frozenset(events) if events else None,
+        name=name,
+        format=_body_format(table),
+        mode=_mode(table),
+        schedule=_each(table, "schedule", parse_time_of_day),
+        title=table.string("title"),
+        body=table.string("body"),
     )
 
 
