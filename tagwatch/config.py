@@ -17,12 +17,11 @@ from datetime import time
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tagwatch.core.durations import parse_duration
+from tagwatch.core.durations import parse_duration, parse_rate
 from tagwatch.core.model import DAY, EventKind, Kind, Target
 from tagwatch.core.refs import ImageRef, is_loopback, parse_platform, parse_ref
 from tagwatch.core.schedule import parse_time_of_day, parse_window
 from tagwatch.errors import ConfigError, ReferenceError_
-from tagwatch.registry.gate import parse_rate
 
 T = TypeVar("T")
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tagwatch.core.durations import parse_rate
 from tagwatch.errors import RateLimited
-from tagwatch.registry.gate import Gate, parse_rate, parse_ratelimit_header
+from tagwatch.registry.gate import Gate, parse_ratelimit_header
 
 
 class Clock:

@@ -1,11 +1,12 @@
-"""Durations as people write them in config files: `30s`, `15m`, `6h`, `7d`, `1h30m`. Pure."""
+"""Durations and rates as people write them in config files: `30s`, `15m`, `6h`, `7d`,
+`1h30m`; `10/s`, `100/m`. Pure."""
 
 from __future__ import annotations
 
 import math
 import re
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["format_duration", "parse_duration", "parse_rate"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h|d|w)")
@@ -52,3 +53,24 @@ def format_duration(seconds: float) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return sign + (" ".join(parts[:2]) if parts else "0s")
+
+
+_RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|h|sec|min|hour|second|minute)\s*\Z")
+_PER = {
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+}
+
+
+def parse_rate(text: str) -> float:
+    """`10/s`, `100/m`, `5000/h` -> requests per second. ValueError for anything else."""
+    match = _RATE.match(text.lower())
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f'bad rate {text!r}: use requests per s, m or h, e.g. "10/s"')
+    return float(match.group(1)) / _PER[match.group(2)]

@@ -17,40 +17,18 @@ The clock and sleep are injectable for tests.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable
 
 from tagwatch.errors import RateLimited
 
-__all__ = ["Gate", "parse_rate", "parse_ratelimit_header"]
+__all__ = ["Gate", "parse_ratelimit_header"]
 
 FIRST_BACKOFF = 30.0
 MAX_BACKOFF = 3600.0
 QUOTA_RESERVE = 0.1  # pace GETs once less than this share of the quota is left
 MAX_PACING_SLEEP = 30.0  # a rate cap may delay a request this long; longer is "not now"
-
-_RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|h|sec|min|hour|second|minute)\s*\Z")
-_PER = {
-    "s": 1.0,
-    "sec": 1.0,
-    "second": 1.0,
-    "m": 60.0,
-    "min": 60.0,
-    "minute": 60.0,
-    "h": 3600.0,
-    "hour": 3600.0,
-}
-
-
-def parse_rate(text: str) -> float:
-    """`10/s`, `100/m`, `5000/h` -> requests per second. ValueError for anything else."""
-    match = _RATE.match(text.lower())
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError(f'bad rate {text!r}: use requests per s, m or h, e.g. "10/s"')
-    return float(match.group(1)) / _PER[match.group(2)]
-
 
 def parse_ratelimit_header(value: str | None) -> tuple[float, float | None] | None:
     """`76;w=21600` -> (76, 21600); `76` -> (76, None); None if absent or unreadable."""
