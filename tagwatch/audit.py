@@ -21,9 +21,10 @@ from tagwatch.config import Config
 from tagwatch.core.changes import ImageFacts
 from tagwatch.core.durations import format_duration
 from tagwatch.core.model import Kind, State, Target
+from tagwatch.core.times import format_time, parse_time
 from tagwatch.errors import RegistryError
 from tagwatch.registry.client import RegistryClient
-from tagwatch.store import Store, format_time
+from tagwatch.store import Store
 
 __all__ = ["FINDINGS", "AuditRow", "audit", "to_markdown", "to_table"]
 
@@ -128,7 +129,7 @@ def audit(config: Config, store: Store, client: RegistryClient, now: datetime) -
             item.note = f"image details unknown: {facts}"
         elif facts is not None:
             item.created = facts.created
-            when = _parse_created(facts.created)
+            when = parse_time(facts.created)
             if when is not None:
                 item.age_days = max(0, (now - when).days)
             item.vendor = facts.label("org.opencontainers.image.vendor")
@@ -136,15 +137,6 @@ def audit(config: Config, store: Store, client: RegistryClient, now: datetime) -
             item.source = facts.label("org.opencontainers.image.source")
             item.version = facts.label("org.opencontainers.image.version")
     return rows
-
-
-def _parse_created(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _policy(row: AuditRow) -> str:

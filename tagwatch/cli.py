@@ -140,7 +140,7 @@ def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
 
 
 def _status_objects(config: Config, store: Store) -> list[dict[str, Any]]:
-    from tagwatch.store import format_time
+    from tagwatch.core.times import format_time
 
     rows = {row.key: row for row in store.status_rows()}
     out = []
@@ -292,7 +292,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     from tagwatch.core.refs import parse_ref
-    from tagwatch.store import format_time
+    from tagwatch.core.times import format_time
 
     ref = parse_ref(args.reference)
     tag = ref.tag or "latest"

@@ -40,13 +40,14 @@ from tagwatch.check import CycleReport, run_cycle, utcnow
 from tagwatch.config import Config, check_secrets, load_config
 from tagwatch.core.durations import format_duration
 from tagwatch.core.model import Kind, TagKey, Target
+from tagwatch.core.times import format_time
 from tagwatch.errors import TagwatchError
 from tagwatch.metrics import Metrics, MetricsServer, StateRow, state_rows
 from tagwatch.notify import Notifier
 from tagwatch.registry.client import RegistryClient, client_for
 from tagwatch.sdnotify import SystemdNotifier
 from tagwatch.sources import expand
-from tagwatch.store import Store, format_time
+from tagwatch.store import Store
 
 __all__ = ["Daemon", "JobPlan", "plan_jobs"]
 

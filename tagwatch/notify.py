@@ -24,8 +24,9 @@ from tagwatch.config import NotifyConfig
 from tagwatch.core.durations import format_duration
 from tagwatch.core.model import DeliveryState, Event, EventKind, Route, Target
 from tagwatch.core.schedule import in_windows, next_time
+from tagwatch.core.times import format_time
 from tagwatch.errors import ConfigError
-from tagwatch.store import Delivery, Store, format_time
+from tagwatch.store import Delivery, Store
 
 __all__ = ["Channel", "Notifier", "render"]
 

@@ -546,3 +546,33 @@ def test_the_phases_one_by_one(world: CheckWorld) -> None:
     [described] = describe_moves([moved], known, observations, world.client, workers)
     assert described.events[0].event.details["change"] == "rebuild"
     assert "change" not in planned.event.details  # records are values: nothing mutated
+
+
+def test_an_image_created_time_without_offset_is_utc(
+    world: CheckWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image config's `created` without an offset is read as UTC, whatever the host's
+    zone, by the pin's evidence and by `audit` alike (audit used to fail on it)."""
+    import time
+
+    from tagwatch.audit import audit
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        h, fake = world.host, world.fake
+        old = fake.put_image("base", "1", "old")
+        fake.put_image("base", "1", "new", created="2026-11-15T09:00:00")
+        config = world.configure(f'[[pin]]\nimage = "{h}/base:1@{old}"\n')
+        world.cycle(T0)
+        [target] = world.rows("SELECT behind_since, behind_evidence FROM targets")
+        assert target == {
+            "behind_since": "2026-11-15T09:00:00Z",
+            "behind_evidence": "image created",
+        }
+        [row] = audit(config, world.store, world.client, T0)
+        assert row.created == "2026-11-15T09:00:00" and row.age_days == 5
+        assert row.behind_since == "2026-11-15T09:00:00Z" and row.behind_for == "5d"
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -28,6 +28,7 @@ from tagwatch.core.model import (
     TargetView,
     looks_like_full_version,
 )
+from tagwatch.core.times import format_time
 
 __all__ = [
     "Decision",
@@ -80,10 +81,6 @@ def pin_needs_facts(target: Target, target_before: TargetView, obs: Observation)
         and target.pinned is not None
         and not pin_is_current(target.pinned, obs)
     )
-
-
-def _iso(dt: datetime | None) -> str | None:
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if dt is not None else None
 
 
 def make_event(target: Target, kind: EventKind, now: datetime, **kw: Any) -> Event:
@@ -240,7 +237,7 @@ def _move(
     details: dict[str, Any] = {}
     earlier = next((s for s in history if s.digest == obs.digest), None)
     if earlier is not None:
-        details["back_to"] = _iso(earlier.first_seen)
+        details["back_to"] = format_time(earlier.first_seen)
     rewritten = looks_like_full_version(target.tag) and not target.mutable
     return make_event(
         target,
@@ -299,7 +296,7 @@ def _decide_pin(
     stale = behind >= target.max_age
     stale_alerted_at = target_before.stale_alerted_at
     info = {
-        "behind_since": _iso(since),
+        "behind_since": format_time(since),
         "evidence": evidence,
         "behind_seconds": behind,
         "max_age_seconds": target.max_age,

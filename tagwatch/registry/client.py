@@ -44,6 +44,7 @@ from tagwatch.core.manifest import (
 )
 from tagwatch.core.model import Resolved
 from tagwatch.core.refs import ImageRef, is_loopback, parse_platform
+from tagwatch.core.times import parse_time
 from tagwatch.errors import (
     AuthError,
     BadResponse,
@@ -311,13 +312,7 @@ class RegistryClient:
 
     def image_created(self, ref: ImageRef, seen: Resolved) -> datetime | None:
         """The `created` time of the image a tag points at; evidence for a pin's age."""
-        created = self.image_facts(ref, seen.digest, seen.platforms).created
-        if created is None:
-            return None
-        try:
-            return datetime.fromisoformat(created.replace("Z", "+00:00")).astimezone(UTC)
-        except ValueError:
-            return None
+        return parse_time(self.image_facts(ref, seen.digest, seen.platforms).created)
 
     def close(self) -> None:
         self._closed = True  # no more retries: a stopping daemon must not wait for backoffs

@@ -1,0 +1,42 @@
+"""Timestamps, written one way and read one way. Pure.
+
+tagwatch writes every time as `2026-11-24T12:00:00Z`: UTC, whole seconds (the database,
+alerts, `--json`, tables, metrics labels never). It reads its own, and the RFC 3339 times of
+image configs (`created`, often with nanoseconds or an offset), into aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+__all__ = ["TIME_FORMAT", "format_time", "parse_time"]
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def format_time(dt: datetime | None) -> str | None:
+    """`2026-11-24T12:00:00Z`; None for None. A naive datetime is taken as UTC."""
+    if dt is None:
+        return None
+    return _utc(dt).strftime(TIME_FORMAT)
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """An ISO 8601 / RFC 3339 time -> an aware UTC datetime; None when absent or unreadable.
+    A time without an offset is taken as UTC (never the host's zone).
+
+    fromisoformat: C-fast, unlike strptime, which cost a cycle over thousands of tags tens of
+    milliseconds."""
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        return None
+    return _utc(parsed)
+
+
+def _utc(dt: datetime) -> datetime:
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt if dt.tzinfo is UTC else dt.astimezone(UTC)
