@@ -22,7 +22,7 @@ from tagwatch.core.changes import ImageFacts
 from tagwatch.core.durations import format_duration
 from tagwatch.core.model import Kind, State, Target
 from tagwatch.core.times import format_time, parse_time
-from tagwatch.errors import RegistryError
+from tagwatch.errors import RegistryError, describe_failure
 from tagwatch.registry.client import RegistryClient
 from tagwatch.store import Store
 
@@ -84,6 +84,7 @@ def audit(config: Config, store: Store, client: RegistryClient, now: datetime) -
     rows_by_key = {row.key: row for row in store.status_rows()}
     rows: list[AuditRow] = []
     jobs = []
+    keys: list[str] = []
     for target in config.targets:
         row = rows_by_key.get(target.key)
         digest = row.current_digest if row else None
@@ -122,7 +123,14 @@ def audit(config: Config, store: Store, client: RegistryClient, now: datetime) -
         rows.append(item)
         if digest:
             jobs.append((target.ref.registry, partial(_facts, client, target, digest, platforms)))
-    found = dict(run_bounded(jobs, config.settings.concurrency, registry_caps(config)))
+            keys.append(target.key)
+
+    def unknown(index: int, exc: BaseException) -> tuple[str, ImageFacts | str]:
+        """Image details that could not be read, whatever reading them raised."""
+        return keys[index], f"internal error: {describe_failure(exc)}"
+
+    caps = registry_caps(config)
+    found = dict(run_bounded(jobs, config.settings.concurrency, caps, fallback=unknown))
     for target, item in zip(config.targets, rows, strict=True):
         facts = found.get(target.key)
         if isinstance(facts, str):

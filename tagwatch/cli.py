@@ -946,3 +946,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - a bug: one line and a status, never a traceback
+        from tagwatch.errors import describe_failure, raised_at
+
+        log.debug("internal error raised at %s", raised_at(exc))
+        return _fail(
+            f"internal error: {describe_failure(exc)} (a bug in tagwatch; -vv logs where)",
+            EXIT_FAILED,
+        )

@@ -20,6 +20,9 @@ Our exception hierarchy:
 
 from __future__ import annotations
 
+import os
+import traceback
+
 __all__ = [
     "AuthError",
     "BadResponse",
@@ -32,6 +35,8 @@ __all__ = [
     "RegistryUnavailable",
     "StoreError",
     "TagwatchError",
+    "describe_failure",
+    "raised_at",
 ]
 
 
@@ -88,3 +93,28 @@ class StoreError(TagwatchError):
 
 class NotifyError(TagwatchError):
     """An alert could not be delivered."""
+
+
+# --- what was raised where no TagwatchError explains it (a bug, or a peer's document) ----
+
+
+def describe_failure(exc: BaseException) -> str:
+    """`RecursionError: maximum recursion depth exceeded …`: one line naming what a job
+    raised, for a log line or a target's error (its text is cleaned where it is shown)."""
+    try:
+        text = " ".join(str(exc).split())
+    except Exception:  # noqa: BLE001 - an exception whose str() fails still has a name
+        text = ""
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
+
+
+def raised_at(exc: BaseException, depth: int = 4) -> str:
+    """Where `exc` was raised: the innermost `depth` frames on one line, innermost first,
+    each called from the next (`decoder.py:353 raw_decode < client.py:251 image_facts`);
+    file, line and function only, never a value: for a debug log line a bug report quotes."""
+    frames = traceback.extract_tb(exc.__traceback__, limit=-depth)
+    return (
+        " < ".join(f"{os.path.basename(f.filename)}:{f.lineno} {f.name}" for f in reversed(frames))
+        or "?"
+    )

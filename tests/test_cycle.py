@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -9,6 +10,10 @@ from collections import Counter
 import pytest
 
 from tagwatch.check import run_bounded
+
+
+def _no_failure(index: int, exc: BaseException) -> int:
+    raise AssertionError(f"job {index} raised {exc!r}")
 
 
 def tracked(
@@ -31,7 +36,7 @@ def tracked(
         return index
 
     jobs = [(g, lambda g=g, i=i: job(g, i)) for i, g in enumerate(groups)]
-    results = run_bounded(jobs, limit, caps)
+    results = run_bounded(jobs, limit, caps, fallback=_no_failure)
     return results, dict(peak), total_peak
 
 
@@ -50,11 +55,43 @@ def test_limit_is_respected(limit: int) -> None:
     assert total == limit
 
 
-def test_errors_propagate_and_empty_is_empty() -> None:
-    assert run_bounded([], 4, {}) == []
+def test_a_job_that_raises_fails_alone() -> None:
+    """Whatever a job raises becomes its fallback result; the others run on, nothing is raised
+    to the caller."""
+    assert run_bounded([], 4, {}, fallback=_no_failure) == []
+
+    def deep() -> int:
+        return len(json.loads("[" * 100_000 + "]" * 100_000))
 
     def boom() -> int:
-        raise RuntimeError("job failed")
+        raise MemoryError("bounded allocation refused")
 
-    with pytest.raises(RuntimeError, match="job failed"):
-        run_bounded([("a", boom)], 2, {})
+    def bug() -> int:
+        raise SystemExit(3)  # not even a BaseException escapes
+
+    seen: list[tuple[int, str]] = []
+
+    def fallback(index: int, exc: BaseException) -> int:
+        seen.append((index, type(exc).__name__))
+        return -1
+
+    jobs = [("a", deep), ("a", lambda: 1), ("b", boom), ("b", lambda: 3), ("a", bug)]
+    assert run_bounded(jobs, 2, {}, fallback=fallback) == [-1, 1, -1, 3, -1]
+    assert sorted(seen) == [(0, "RecursionError"), (2, "MemoryError"), (4, "SystemExit")]
+
+
+def test_a_fallback_that_raises_is_a_bug_raised_after_the_rest() -> None:
+    done: list[int] = []
+
+    def job(i: int) -> int:
+        if i == 0:
+            raise ValueError("job failed")
+        done.append(i)
+        return i
+
+    def broken(index: int, exc: BaseException) -> int:
+        raise RuntimeError("the fallback is broken")
+
+    with pytest.raises(RuntimeError, match="the fallback is broken"):
+        run_bounded([("a", lambda i=i: job(i)) for i in range(4)], 1, {}, fallback=broken)
+    assert sorted(done) == [1, 2, 3]

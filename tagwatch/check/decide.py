@@ -1,10 +1,15 @@
 """Phase 5, decide: per target, the pure `core.drift.decide` on what was known and what was
 observed, plus newer versions; then each event's routes, with a move inside the target's
-grace period merged into the move whose alert still waits."""
+grace period merged into the move whose alert still waits.
+
+Deciding is pure code on what the registry said; should it raise on some answer (a bug), that
+tag fails for every target naming it, as a failed check: no digest is recorded for it and no
+move is lost, and the other targets are decided as usual."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -15,6 +20,7 @@ from tagwatch.core.model import (
     DeliveryState,
     Event,
     EventKind,
+    Failed,
     Kind,
     Observation,
     Outcome,
@@ -22,19 +28,23 @@ from tagwatch.core.model import (
     Policy,
     Resolved,
     Route,
+    State,
     TagKey,
     Target,
 )
+from tagwatch.errors import describe_failure, raised_at
 from tagwatch.notify import Notifier
 from tagwatch.store import Store
 
 __all__ = ["decide_all", "merge_within_grace"]
 
+log = logging.getLogger("tagwatch.cycle")
+
 
 def decide_all(
     targets: Sequence[Target],
     known: Known,
-    observations: Mapping[TagKey, Observation],
+    observations: MutableMapping[TagKey, Observation],
     facts: Mapping[str, PinFacts],
     newer: Mapping[str, list[str]],
     *,
@@ -43,11 +53,51 @@ def decide_all(
     store: Store,
     notifier: Notifier | None,
 ) -> list[Outcome]:
-    """One outcome per target, in target order."""
+    """One outcome per target, in target order.
+
+    A tag whose decision raised for any of its targets is replaced in `observations` by a
+    `Failed` one (so the cycle records no digest for it) and all its targets are decided on
+    that."""
+
+    def one(target: Target) -> Outcome:
+        return _decide_one(target, known, observations, facts, newer, policy, now, store, notifier)
+
+    outcomes: list[Outcome | None] = []
+    broken: set[TagKey] = set()
+    for target in targets:
+        try:
+            outcomes.append(one(target))
+        except Exception as exc:  # noqa: BLE001 - one target's bug must not end the cycle
+            what = describe_failure(exc)
+            log.warning("%s: internal error while deciding: %s", target.display, what)
+            log.debug("%s: raised at %s", target.display, raised_at(exc))
+            observations[target.tag_key] = Failed(f"internal error: {what}", "internal")
+            broken.add(target.tag_key)
+            outcomes.append(None)
+    if not broken:
+        return outcomes  # type: ignore[return-value]
     return [
-        _decide_one(target, known, observations, facts, newer, policy, now, store, notifier)
-        for target in targets
+        _failed_again(target, known, observations, one)
+        if outcome is None or target.tag_key in broken
+        else outcome
+        for target, outcome in zip(targets, outcomes, strict=True)
     ]
+
+
+def _failed_again(
+    target: Target,
+    known: Known,
+    observations: Mapping[TagKey, Observation],
+    one: Callable[[Target], Outcome],
+) -> Outcome:
+    """A target of a tag whose decision raised, decided as a failed check; should even that
+    raise, the target is in `error` with no event."""
+    try:
+        return one(target)
+    except Exception:  # noqa: BLE001 - logged for the tag already
+        view = known.target(target.key)
+        after = replace(view, state=State.ERROR, fail_count=view.fail_count + 1)
+        return Outcome(target, observations[target.tag_key], view, after)
 
 
 def _decide_one(

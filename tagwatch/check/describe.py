@@ -1,6 +1,7 @@
 """Phase 6, describe moves: what changed between the image a watch followed before and the
 one it follows now (manifests and configs, read by digest), into each move's details. Never
-fails the check: what cannot be read is `unknown`."""
+fails the check: what cannot be read, whatever the reading raised, is `unknown`, and the move
+is recorded and alerted without it."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from tagwatch.core.model import (
     TagView,
     Target,
 )
-from tagwatch.errors import RegistryError
+from tagwatch.errors import RegistryError, describe_failure
 from tagwatch.registry.client import RegistryClient
 
 __all__ = ["describe_moves"]
@@ -31,6 +32,7 @@ __all__ = ["describe_moves"]
 log = logging.getLogger("tagwatch.cycle")
 
 MOVES = (EventKind.MOVED, EventKind.REWRITTEN)
+UNKNOWN = Change("unknown", "details unknown")
 
 
 def describe_moves(
@@ -42,6 +44,7 @@ def describe_moves(
 ) -> list[Outcome]:
     """The outcomes with every move's details completed by what changed."""
     where: list[tuple[int, int]] = []  # (outcome, event) of each move
+    names: list[str] = []
     jobs: list[Job[Change]] = []
     for o, outcome in enumerate(outcomes):
         for e, planned in enumerate(outcome.events):
@@ -51,13 +54,19 @@ def describe_moves(
             seen = observations[target.tag_key]
             assert isinstance(seen, Resolved)
             where.append((o, e))
+            names.append(target.display)
             job = partial(
                 _describe, client, target, known.tag(target.tag_key), seen, planned.event.old_digest
             )
             jobs.append((target.ref.registry, job))
     if not jobs:
         return list(outcomes)
-    changes = dict(zip(where, workers.run(jobs), strict=True))
+
+    def unknown(index: int, exc: BaseException) -> Change:
+        log.warning("%s: what changed is unknown: %s", names[index], describe_failure(exc))
+        return UNKNOWN
+
+    changes = dict(zip(where, workers.run(jobs, unknown), strict=True))
     return [
         replace(outcome, events=tuple(_described(o, outcome.events, changes)))
         for o, outcome in enumerate(outcomes)

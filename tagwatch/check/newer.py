@@ -15,7 +15,7 @@ from tagwatch.core.drift import Decision, make_event
 from tagwatch.core.model import EventKind, Observation, Resolved, TagKey, Target, TargetView
 from tagwatch.core.refs import ImageRef
 from tagwatch.core.versions import newer_versions, parse_version
-from tagwatch.errors import RegistryError, StoreError
+from tagwatch.errors import RegistryError, StoreError, describe_failure
 from tagwatch.registry.client import RegistryClient
 from tagwatch.store import Store
 
@@ -60,7 +60,15 @@ def find_newer(
     jobs: list[Job[TagList | None]] = [
         (ref.registry, partial(_fetch_tags, client, ref)) for ref in fetch.values()
     ]
-    for key, result in zip(fetch, workers.run(jobs), strict=True):
+    refs = list(fetch.values())
+
+    def unlisted(index: int, exc: BaseException) -> TagList | None:
+        log.warning(
+            "%s: cannot list tags for newer versions: %s", refs[index].name, describe_failure(exc)
+        )
+        return None
+
+    for key, result in zip(fetch, workers.run(jobs, unlisted), strict=True):
         if result is not None:
             lists[key] = result[0]
             try:
@@ -70,9 +78,14 @@ def find_newer(
     out = {}
     for target in wanted:
         found = lists.get((target.ref.registry, target.ref.repository))
-        if found is not None:
-            assert target.newer is not None
+        if found is None:
+            continue
+        assert target.newer is not None
+        try:
             out[target.key] = newer_versions(target.tag, found, target.newer)
+        except Exception as exc:  # noqa: BLE001 - a tag list is the registry's text: a bug
+            # on one list costs that target its newer versions, not the cycle
+            log.warning("%s: newer versions unknown: %s", target.display, describe_failure(exc))
     return out
 
 

@@ -14,7 +14,7 @@ from tagwatch.check.workers import Job, Workers
 from tagwatch.core.drift import PinFacts, pin_needs_facts
 from tagwatch.core.model import Observation, Resolved, Stretch, TagKey, Target
 from tagwatch.core.refs import ImageRef
-from tagwatch.errors import RegistryError
+from tagwatch.errors import RegistryError, describe_failure
 from tagwatch.registry.client import RegistryClient
 
 __all__ = ["evidence_from_history", "pin_facts"]
@@ -33,11 +33,19 @@ def pin_facts(
     """Target key -> the facts `decide` wants, for every pin that is behind."""
     facts: dict[str, PinFacts] = {}
     keys: list[str] = []
+    names: list[str] = []
     jobs: list[Job[PinFacts]] = []
 
     def lookup(target: Target, fetch: Callable[[], PinFacts]) -> None:
         keys.append(target.key)
+        names.append(target.display)
         jobs.append((target.ref.registry, fetch))
+
+    def unknown(index: int, exc: BaseException) -> PinFacts:
+        """A lookup that raised: the pin is judged without that fact, as after a
+        registry error."""
+        log.warning("%s: pin facts unknown: %s", names[index], describe_failure(exc))
+        return PinFacts()
 
     for target in targets:
         seen = observations[target.tag_key]
@@ -54,7 +62,7 @@ def pin_facts(
                 facts[target.key] = PinFacts(evidence=(since, "history"))
             else:
                 lookup(target, partial(_created, client, ref, seen, now))
-    for key, found in zip(keys, workers.run(jobs), strict=True):
+    for key, found in zip(keys, workers.run(jobs, unknown), strict=True):
         current = facts[key]
         facts[key] = PinFacts(
             current.evidence or found.evidence,

@@ -12,7 +12,7 @@ from tagwatch.check.recall import Known
 from tagwatch.check.workers import Workers
 from tagwatch.core.model import Failed, Missing, Observation, Resolved, TagKey, TagView, Target
 from tagwatch.core.refs import ImageRef
-from tagwatch.errors import NotFound, RegistryError
+from tagwatch.errors import NotFound, RegistryError, describe_failure, raised_at
 from tagwatch.registry.client import RegistryClient
 
 __all__ = ["observe", "resolve"]
@@ -36,7 +36,12 @@ def resolve(
         (ref.registry, partial(observe, client, ref, _known(known.tag(key)), abort))
         for key, ref in refs.items()
     ]
-    return dict(zip(refs, workers.run(jobs), strict=True))
+    names = [ref.name + ":" + key[2] for key, ref in refs.items()]
+
+    def failed(index: int, exc: BaseException) -> Observation:
+        return _internal_error(names[index], exc)
+
+    return dict(zip(refs, workers.run(jobs, failed), strict=True))
 
 
 def observe(
@@ -55,8 +60,16 @@ def observe(
     except RegistryError as exc:
         return Failed(str(exc), exc.reason)
     except Exception as exc:  # noqa: BLE001 - one target's bug must not end the cycle
-        log.exception("internal error checking %s", ref)
-        return Failed(f"internal error: {type(exc).__name__}: {exc}", "internal")
+        return _internal_error(f"{ref.name}:{ref.tag}", exc)
+
+
+def _internal_error(name: str, exc: BaseException) -> Failed:
+    """A tag whose check raised what no registry error explains (a bug, or a document the
+    client did not survive): that tag fails, with one log line saying what was raised."""
+    what = describe_failure(exc)
+    log.warning("%s: internal error while checking: %s", name, what)
+    log.debug("%s: raised at %s", name, raised_at(exc))
+    return Failed(f"internal error: {what}", "internal")
 
 
 def _known(view: TagView | None) -> Resolved | None:

@@ -1,6 +1,11 @@
 """How a phase runs its HTTP: on worker threads, at most `concurrency` requests in flight and
 at most a registry's cap for each registry. Every phase that talks to registries hands its
-jobs to `Workers.run`; the database stays on the cycle's own thread."""
+jobs to `Workers.run`; the database stays on the cycle's own thread.
+
+A job is one target's (or one tag's) work, and its failure is that target's alone: whatever
+a job raises — a registry error, `RecursionError` on a hostile document, `MemoryError`, a
+bug — becomes the result its phase's `fallback` makes of the exception. Nothing a job
+raises reaches the cycle, and the other jobs run on."""
 
 from __future__ import annotations
 
@@ -12,12 +17,16 @@ from typing import TypeVar
 
 from tagwatch.config import Config
 
-__all__ = ["Job", "Workers", "registry_caps", "run_bounded"]
+__all__ = ["Fallback", "Job", "Workers", "registry_caps", "run_bounded"]
 
 T = TypeVar("T")
 
 #: One unit of HTTP work: the registry it talks to (its group) and the call.
 Job = tuple[str, Callable[[], T]]
+
+#: What a phase makes of a job that raised: the job's index and the exception in, the
+#: job's result out (a failed observation, "details unknown", no facts). Must not raise.
+Fallback = Callable[[int, BaseException], T]
 
 
 def registry_caps(config: Config) -> dict[str, int]:
@@ -47,9 +56,10 @@ class Workers:
     def for_config(cls, config: Config, slots: threading.Semaphore | None = None) -> Workers:
         return cls(config.settings.concurrency, registry_caps(config), slots)
 
-    def run(self, jobs: Sequence[Job[T]]) -> list[T]:
-        """Run the jobs under the limits; their results in job order."""
-        return run_bounded(jobs, self.limit, self.caps, slots=self.slots)
+    def run(self, jobs: Sequence[Job[T]], fallback: Fallback[T]) -> list[T]:
+        """Run the jobs under the limits; their results in job order, `fallback(index,
+        exception)` standing in for each job that raised."""
+        return run_bounded(jobs, self.limit, self.caps, slots=self.slots, fallback=fallback)
 
 
 def _holding(slots: threading.Semaphore, job: Callable[[], T]) -> T:
@@ -62,10 +72,17 @@ def run_bounded(
     limit: int,
     caps: Mapping[str, int],
     slots: threading.Semaphore | None = None,
+    *,
+    fallback: Fallback[T],
 ) -> list[T]:
     """Run `(group, job)` pairs with at most `limit` running at once and at most
     `caps[group]` per group; returns results in job order. A group at its cap waits in its
     own queue and never holds a slot that another group could use.
+
+    A job that raises (anything: `RecursionError`, `MemoryError`, a bug) has
+    `fallback(index, exception)` as its result; the other jobs go on, and nothing is raised
+    to the caller. A fallback that raises in turn is a bug of the phase: its exception is
+    raised here once every job has finished.
 
     `limit` long-lived worker threads pull the next job themselves (round-robin over the
     groups below their cap) instead of a coordinator handing out one future per job: at a
@@ -79,14 +96,14 @@ def run_bounded(
     running: dict[str, int] = dict.fromkeys(queues, 0)
     order = deque(queues)
     results: list[T | None] = [None] * len(jobs)
-    errors: list[BaseException] = []
+    errors: list[BaseException] = []  # fallbacks that raised (bugs), raised at the end
     lock = threading.Condition()
 
     def take() -> tuple[str, int] | None:
         """The next job whose group is below its cap; None when every job is taken."""
         with lock:
             while True:
-                if errors or not queues:
+                if not queues:
                     return None
                 for _ in range(len(order)):
                     group = order[0]
@@ -107,9 +124,12 @@ def run_bounded(
             try:
                 job = jobs[index][1]
                 results[index] = _holding(slots, job) if slots is not None else job()
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
-                with lock:
-                    errors.append(exc)
+            except BaseException as exc:  # noqa: BLE001 - one job's failure is its own
+                try:
+                    results[index] = fallback(index, exc)
+                except BaseException as bug:  # noqa: BLE001 - raised below, after the rest
+                    with lock:
+                        errors.append(bug)
             finally:
                 with lock:
                     running[group] -= 1
