@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tagwatch.check import CycleReport, run_cycle, utcnow
 from tagwatch.config import Config, check_secrets, load_config
@@ -48,6 +48,9 @@ from tagwatch.registry.client import RegistryClient, client_for
 from tagwatch.sdnotify import SystemdNotifier
 from tagwatch.sources import expand
 from tagwatch.store import Store
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
 
 __all__ = ["Daemon", "JobPlan", "plan_jobs"]
 
@@ -139,6 +142,14 @@ class Daemon:
         self._last_error: dict[str, str] = {}
         self.server: MetricsServer | None = None
         self.stuck = 0  # cycles still blocked in a request after the stop: see cli.cmd_run
+        # Built by run() from the configuration (read there, so that its errors are exit
+        # status 2 and nothing starts half-way):
+        self.base_config: Config  # the file as read, before its [[source]] files are scanned
+        self.store: Store
+        self.metrics: Metrics
+        self.runtime: _Runtime  # config, client, notifier and jobs; replaced whole on reload
+        self.slots: threading.BoundedSemaphore  # `concurrency`, shared by every job's cycle
+        self.scheduler: BackgroundScheduler
 
     # --- start and stop ---------------------------------------------------------------------
 
@@ -213,10 +224,6 @@ class Daemon:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals.append(signum)
         self._wake.set()
-
-    def request(self, signum: int) -> None:
-        """Ask the main loop to act as on a signal (for embedding and tests)."""
-        self._on_signal(signum, None)
 
     def _shutdown(self, previous: Mapping[int, Any]) -> None:
         self.systemd.stopping()

@@ -251,24 +251,6 @@ def render_batch(events: Sequence[Event], mode: str) -> tuple[str, str]:
     return title, "\n\n".join(parts)
 
 
-TEMPLATE_FIELDS = (
-    "kind",
-    "image",
-    "tag",
-    "ref",
-    "old_digest",
-    "new_digest",
-    "pinned",
-    "at",
-    "source",
-    "summary",
-    "change",
-    "platforms_changed",
-    "title",
-    "body",
-)
-
-
 def template_fields(event: Event) -> dict[str, str]:
     """Every field a [[notify]] title/body template can use, as text ('' when absent)."""
     title, body = render(event)
@@ -465,18 +447,14 @@ class Notifier:
             out.append(Route(channel.id, channel.where, state, due))
         return out
 
-    def deliver(
-        self, now: Callable[[], datetime], on_result: Callable[[bool], None] | None = None
-    ) -> tuple[int, int]:
+    def deliver(self, now: Callable[[], datetime]) -> tuple[int, int]:
         """Send every due delivery to its channel; returns (sent, failed). A failure stays
         pending and is retried on the next call. `summary` and `digest` channels get one
         message for everything due."""
         with self.store.outbox_lock:
-            return self._deliver(now, on_result)
+            return self._deliver(now)
 
-    def _deliver(
-        self, now: Callable[[], datetime], on_result: Callable[[bool], None] | None
-    ) -> tuple[int, int]:
+    def _deliver(self, now: Callable[[], datetime]) -> tuple[int, int]:
         by_id = {c.id: c for c in self.channels}
         sent = failed = 0
         batches: dict[str, list[Delivery]] = {}
@@ -489,16 +467,12 @@ class Notifier:
             error = channel.send(title, body, delivery.event.kind, delivery.event)
             ok = self._mark([delivery], channel, error, now())
             sent, failed = sent + ok, failed + (1 - ok)
-            if on_result is not None:
-                on_result(error is None)
         for channel_id, deliveries in batches.items():
             channel = by_id[channel_id]
             title, body = render_batch([d.event for d in deliveries], channel.config.mode)
             error = channel.send(title, body, EventKind.MOVED)
             ok = self._mark(deliveries, channel, error, now())
             sent, failed = sent + ok, failed + (1 - ok)
-            if on_result is not None:
-                on_result(error is None)
         return sent, failed
 
     def _mark(

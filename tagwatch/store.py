@@ -223,7 +223,7 @@ class Store:
             stale_alerted_at=parse_time(r[5]),
             pin_missing=bool(r[6]),
             changes=r[7] or 0,
-            newer=tuple(json.loads(r[8])) if len(r) > 8 and r[8] else (),
+            newer=tuple(json.loads(r[8])) if r[8] else (),
         )
 
     def history(self, key: TagKey) -> list[Stretch]:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tagwatch.core.challenge import parse_scope, parse_www_authenticate
+from tagwatch.core.challenge import parse_www_authenticate
 from tagwatch.registry.dockercreds import Credentials, docker_credentials
 
 
@@ -47,16 +47,6 @@ def test_several_challenges_spaces_case_and_escapes() -> None:
 def test_never_raises(headers: list[str]) -> None:
     for challenge in parse_www_authenticate(headers):
         assert challenge.scheme == challenge.scheme.lower()
-
-
-def test_scope() -> None:
-    assert parse_scope("repository:library/python:pull,push") == (
-        "repository",
-        "library/python",
-        ["pull", "push"],
-    )
-    assert parse_scope("registry:catalog:*") == ("registry", "catalog", ["*"])
-    assert parse_scope("nonsense") is None
 
 
 def write(tmp_path: Path, data: object) -> Path:

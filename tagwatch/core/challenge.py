@@ -1,4 +1,4 @@
-"""`WWW-Authenticate` challenges (RFC 9110 §11.6.1) and token scopes. Pure.
+"""`WWW-Authenticate` challenges (RFC 9110 §11.6.1). Pure.
 
 Registries send `Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull"`
 or `Basic realm="Registry"`. Parameter values may be quoted strings (with backslash escapes)
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Challenge", "parse_scope", "parse_www_authenticate"]
+__all__ = ["Challenge", "parse_www_authenticate"]
 
 _TOKEN_CHARS = frozenset(
     "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -92,15 +92,3 @@ def parse_www_authenticate(headers: list[str]) -> list[Challenge]:
         challenges.extend(_parse_one_header(header))
     return challenges
 
-
-def parse_scope(scope: str) -> tuple[str, str, list[str]] | None:
-    """`repository:library/python:pull,push` -> ("repository", "library/python", ["pull",
-    "push"]). The name may contain ':' only for a registry port in `repository(plugin)`-style
-    types, so the actions are after the last ':' and the type before the first."""
-    kind, sep, rest = scope.partition(":")
-    if not sep:
-        return None
-    name, sep, actions = rest.rpartition(":")
-    if not sep or not name:
-        return None
-    return kind, name, [a for a in actions.split(",") if a]
