@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING, Any
 from tagwatch import __version__
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tagwatch.bump import FilePlan
     from tagwatch.check import CycleReport, TargetResult
     from tagwatch.config import Config
     from tagwatch.registry.client import RegistryClient
@@ -498,48 +501,79 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def cmd_bump(args: argparse.Namespace) -> int:
     from tagwatch import bump
-    from tagwatch.config import Config, Settings, load_config
-    from tagwatch.core.bump import summary, unified_diff
-    from tagwatch.core.model import DAY, Kind
-    from tagwatch.core.scan import walk_paths
 
     only_stale = args.only == "stale"
+    config = _bump_config(args, only_stale)
+    plans = bump.read_files(_bump_files(args, config))
+    _bump_check(plans, config, only_stale)
+    bump.prepare(plans, only_stale=only_stale)
+    if args.write:
+        bump.write(plans)
+    _bump_report(args, plans, only_stale)
+    outcomes = [o for plan in plans for o in plan.outcomes]
+    behind = any(o.state == "behind" and (o.stale or not only_stale) for o in outcomes)
+    failed = any(o.failed for o in outcomes) or any(plan.error for plan in plans)
+    return EXIT_FAILED if failed or (args.check and behind) else EXIT_OK
+
+
+def _bump_config(args: argparse.Namespace, only_stale: bool) -> Config | None:
+    """The optional configuration, with its registry passwords read up front."""
+    from tagwatch.config import load_config
+    from tagwatch.errors import ConfigError
+
     if only_stale and not args.config:
-        return _fail(
+        raise ConfigError(
             "bump: --only stale needs the configuration (-c FILE): its max_age and its "
             "database say which pins are stale"
         )
-    config: Config | None = None
-    if args.config:
-        config = _load(args) if only_stale else load_config(args.config)
-        for registry in config.registries.values():
-            if registry.password is not None:
-                registry.password.read()
+    if not args.config:
+        return None
+    config = _load(args) if only_stale else load_config(args.config)
+    for registry in config.registries.values():
+        if registry.password is not None:
+            registry.password.read()
+    return config
+
+
+def _bump_files(args: argparse.Namespace, config: Config | None) -> list[tuple[str, Path]]:
+    """(shown name, path) of every file to read: the PATHs given, else the [[source]] paths;
+    a file reached twice is read once."""
+    from tagwatch.core.scan import walk_paths
+    from tagwatch.errors import ConfigError
+
     if args.paths:
         roots = [(list(args.paths), list(args.include), list(args.exclude))]
     else:
         sources = [s for s in (config.sources if config else ()) if getattr(s, "path", None)]
         if not sources:
-            return _fail(
+            raise ConfigError(
                 "bump: no PATH given, and no configuration with [[source]] paths (-c FILE)"
             )
         roots = [
             ([s.path], [*s.include, *args.include], [*s.exclude, *args.exclude]) for s in sources
         ]
-    files: list[tuple[str, Any]] = []
+    files: list[tuple[str, Path]] = []
     seen: set[str] = set()
     for paths, include, exclude in roots:
         try:
             walked = walk_paths(paths, include=include, exclude=exclude)
         except FileNotFoundError:
             missing = next((p for p in paths if not os.path.exists(p)), paths[0])
-            return _fail(f"{missing}: no such file or directory")
+            raise ConfigError(f"{missing}: no such file or directory") from None
         for shown, path in walked:
             if os.path.realpath(path) not in seen:
                 seen.add(os.path.realpath(path))
                 files.append((shown, path))
+    return files
 
-    plans = bump.read_files(files)
+
+def _bump_check(plans: list[FilePlan], config: Config | None, only_stale: bool) -> None:
+    """Ask the registries where each pin's tag is now (and, for --only stale, since when the
+    pin is behind, from the database)."""
+    from tagwatch import bump
+    from tagwatch.config import Config, Settings
+    from tagwatch.core.model import DAY, Kind
+
     store = None
     if config is not None and os.path.exists(config.settings.database):
         store = _store(config)
@@ -567,9 +601,13 @@ def cmd_bump(args: argparse.Namespace) -> int:
     finally:
         if store is not None:
             store.close()
-    bump.prepare(plans, only_stale=only_stale)
-    if args.write:
-        bump.write(plans)
+
+
+def _bump_report(args: argparse.Namespace, plans: list[FilePlan], only_stale: bool) -> None:
+    """The diff, the pin lines or JSON on stdout; notes on stderr; the summary line on
+    stdout for people (--write, --check), on stderr when stdout is for machines."""
+    from tagwatch import bump
+    from tagwatch.core.bump import summary, unified_diff
 
     if args.json:
         rows = [o.as_dict(only_stale) for plan in plans for o in plan.outcomes]
@@ -591,11 +629,6 @@ def cmd_bump(args: argparse.Namespace) -> int:
     machine = args.json or not (args.write or args.check)
     print(line, file=sys.stderr if machine else sys.stdout)
     sys.stdout.flush()
-
-    outcomes = [o for plan in plans for o in plan.outcomes]
-    behind = any(o.state == "behind" and (o.stale or not only_stale) for o in outcomes)
-    failed = any(o.failed for o in outcomes) or any(plan.error for plan in plans)
-    return EXIT_FAILED if failed or (args.check and behind) else EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -753,46 +786,65 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tagwatch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, func, help_text, config, arguments in _COMMANDS:
+        arguments(_command(sub, name, func, help_text, config))
+    return parser
 
-    def command(
-        name: str, func: Callable[[argparse.Namespace], int], help: str, config: bool = True
-    ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
-        if config:
-            p.add_argument(
-                "-c",
-                "--config",
-                metavar="FILE",
-                help="configuration file (default: $TAGWATCH_CONFIG, then "
-                "/etc/tagwatch/config.toml)",
-            )
-        p.add_argument(
-            "-v", "--verbose", action="count", default=0, help="log more (-v: info, -vv: debug)"
-        )
-        p.add_argument(
-            "--log-format",
-            choices=["auto", "text", "journal", "json"],
-            default="auto",
-            help="log lines as text with timestamps, journald lines (<N> priority, no "
-            "timestamp), or JSON objects; auto: journal under systemd, else text",
-        )
-        p.set_defaults(func=func)
-        return p
 
-    command("run", cmd_run, "the daemon: scheduled checks, metrics, alerts (SIGHUP reloads)")
-    p = command("check", cmd_check, "check every watch and pin once: resolve, record, alert")
+def _command(
+    sub: Any,
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    help_text: str,
+    config: bool = True,
+) -> argparse.ArgumentParser:
+    """A subcommand with the options every command has: -c, -v, --log-format."""
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    if config:
+        p.add_argument(
+            "-c",
+            "--config",
+            metavar="FILE",
+            help="configuration file (default: $TAGWATCH_CONFIG, then "
+            "/etc/tagwatch/config.toml)",
+        )
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (-v: info, -vv: debug)"
+    )
+    p.add_argument(
+        "--log-format",
+        choices=["auto", "text", "journal", "json"],
+        default="auto",
+        help="log lines as text with timestamps, journald lines (<N> priority, no "
+        "timestamp), or JSON objects; auto: journal under systemd, else text",
+    )
+    p.set_defaults(func=func)
+    return p
+
+
+def _no_arguments(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _json_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _check_arguments(p: argparse.ArgumentParser) -> None:
+    _json_argument(p)
     p.add_argument(
         "--no-notify",
         action="store_true",
         help="record events but hold their alerts back (they are not sent later)",
     )
-    p = command("status", cmd_status, "the last known state of every watch and pin")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p = command("history", cmd_history, "every digest a tag has had, newest first")
+
+
+def _history_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("reference", metavar="REFERENCE", help="image reference, e.g. python:3.12")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p = command("resolve", cmd_resolve, "print the digest a reference resolves to now")
+    _json_argument(p)
+
+
+def _resolve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("reference", metavar="REFERENCE", help="image reference, e.g. python:3.12")
     p.add_argument(
         "--platform",
@@ -805,12 +857,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow plain HTTP and unverified TLS for this registry",
     )
     p.add_argument("--json", action="store_true", help="print digest, media type and platforms")
-    command("validate", cmd_validate, "check the configuration and its secrets")
-    p = command(
-        "audit",
-        cmd_audit,
-        "the image audit: tag policy, pin lag, moves, age, maintainer, newer versions",
-    )
+
+
+def _audit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.add_argument(
@@ -819,25 +868,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 when an image has one of these findings, e.g. "
         "stale,latest,unpinned (also: behind, vanished, error, newer, unchecked)",
     )
-    p = command(
-        "scan",
-        cmd_scan,
-        "every image reference in Dockerfiles, compose files and Kubernetes manifests",
-        config=False,
-    )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="files or directories to scan")
-    p.add_argument("--json", action="store_true", help="print a JSON array")
+
+
+def _globs(p: argparse.ArgumentParser, include_help: str) -> None:
     p.add_argument(
-        "--config-snippet",
-        action="store_true",
-        help="print [[watch]] and [[pin]] entries for what was found",
-    )
-    p.add_argument(
-        "--include",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help="only files matching this glob (repeatable; gitignore-style)",
+        "--include", action="append", default=[], metavar="GLOB", help=include_help
     )
     p.add_argument(
         "--exclude",
@@ -846,12 +881,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GLOB",
         help="skip files matching this glob (repeatable)",
     )
-    p = command(
-        "bump",
-        cmd_bump,
-        "rewrite pinned digests (tag@sha256:...) that are behind to their tag's current digest",
-        config=False,
+
+
+def _scan_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or directories to scan")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.add_argument(
+        "--config-snippet",
+        action="store_true",
+        help="print [[watch]] and [[pin]] entries for what was found",
     )
+    _globs(p, "only files matching this glob (repeatable; gitignore-style)")
+
+
+def _bump_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-c",
         "--config",
@@ -885,35 +928,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["stale"],
         help="stale: only pins behind for at least their max_age (needs -c and its database)",
     )
-    p.add_argument(
-        "--include",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help="only files matching this glob (repeatable; as for scan)",
-    )
-    p.add_argument(
-        "--exclude",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help="skip files matching this glob (repeatable)",
-    )
-    command("notify-test", cmd_notify_test, "send a test alert to every notification target")
-    p = command(
-        "ops-files",
-        cmd_ops_files,
-        "list the systemd unit, alert rules, dashboard and example config shipped with "
-        "tagwatch, or copy them to DIRECTORY",
-        config=False,
-    )
+    _globs(p, "only files matching this glob (repeatable; as for scan)")
+
+
+def _ops_files_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("directory", nargs="?", metavar="DIRECTORY", help="copy the files here")
     p.add_argument("--force", action="store_true", help="overwrite files that exist")
-    p = command(
-        "healthcheck",
-        cmd_healthcheck,
-        "exit 0 when the running daemon answers /healthz on [metrics] listen, else 1 and why",
-    )
+
+
+def _healthcheck_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--timeout",
         type=_seconds,
@@ -921,7 +944,92 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="give up after this long (default 3s)",
     )
-    return parser
+
+
+#: (name, function, help, takes -c, its own arguments), in `tagwatch --help` order.
+_COMMANDS: list[
+    tuple[
+        str,
+        Callable[[argparse.Namespace], int],
+        str,
+        bool,
+        Callable[[argparse.ArgumentParser], None],
+    ]
+] = [
+    (
+        "run",
+        cmd_run,
+        "the daemon: scheduled checks, metrics, alerts (SIGHUP reloads)",
+        True,
+        _no_arguments,
+    ),
+    (
+        "check",
+        cmd_check,
+        "check every watch and pin once: resolve, record, alert",
+        True,
+        _check_arguments,
+    ),
+    ("status", cmd_status, "the last known state of every watch and pin", True, _json_argument),
+    (
+        "history",
+        cmd_history,
+        "every digest a tag has had, newest first",
+        True,
+        _history_arguments,
+    ),
+    (
+        "resolve",
+        cmd_resolve,
+        "print the digest a reference resolves to now",
+        True,
+        _resolve_arguments,
+    ),
+    ("validate", cmd_validate, "check the configuration and its secrets", True, _no_arguments),
+    (
+        "audit",
+        cmd_audit,
+        "the image audit: tag policy, pin lag, moves, age, maintainer, newer versions",
+        True,
+        _audit_arguments,
+    ),
+    (
+        "scan",
+        cmd_scan,
+        "every image reference in Dockerfiles, compose files and Kubernetes manifests",
+        False,
+        _scan_arguments,
+    ),
+    (
+        "bump",
+        cmd_bump,
+        "rewrite pinned digests (tag@sha256:...) that are behind to their tag's current digest",
+        False,
+        _bump_arguments,
+    ),
+    (
+        "notify-test",
+        cmd_notify_test,
+        "send a test alert to every notification target",
+        True,
+        _no_arguments,
+    ),
+    (
+        "ops-files",
+        cmd_ops_files,
+        "list the systemd unit, alert rules, dashboard and example config shipped with "
+        "tagwatch, or copy them to DIRECTORY",
+        False,
+        _ops_files_arguments,
+    ),
+    (
+        "healthcheck",
+        cmd_healthcheck,
+        "exit 0 when the running daemon answers /healthz on [metrics] listen, else 1 and why",
+        True,
+        _healthcheck_arguments,
+    ),
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
