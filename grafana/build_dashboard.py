@@ -274,8 +274,12 @@ def overview_stats() -> list[Json]:
              "bad response).",
              [instant_target("A", f"sum(1 - tagwatch_tag_check_success{sel()})")],
              steps=ok_bad),
-        stat("Vanished tags", "Tags the registry says no longer exist.",
-             [instant_target("A", f"sum(1 - tagwatch_tag_present{sel()})")], steps=ok_warn),
+        # The condition of the TagwatchTagVanished rule: only a registry's "does not exist"
+        # (a tag never resolved has no tagwatch_tag_present series at all).
+        stat("Vanished tags", "Tags the registry says no longer exist (never-resolved tags "
+             "are failing checks, not vanished).",
+             [instant_target("A", f"count(tagwatch_tag_present{sel()} == 0) or vector(0)")],
+             steps=ok_warn),
         stat("Last cycle", "When the last check cycle completed.",
              [instant_target("A", f"max(tagwatch_last_cycle_timestamp_seconds{sel()}) * 1000")],
              unit="dateTimeFromNow", decimals=None),

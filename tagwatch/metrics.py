@@ -119,7 +119,8 @@ class _StateCollector:
         )
         present = GaugeMetricFamily(
             "tagwatch_tag_present",
-            "0 when the registry says the tag does not exist (vanished), else 1.",
+            "0 when the registry says the tag does not exist (vanished), else 1; absent for "
+            "a tag the registry never answered for.",
             labels=tag_labels,
         )
         stale = GaugeMetricFamily(
@@ -183,7 +184,8 @@ class _StateCollector:
                 checked.add_metric([image, tag], last)
             changes.add_metric([image, tag], float(row.changes))
             success.add_metric([image, tag], 0.0 if row.error else 1.0)
-            present.add_metric([image, tag], 1.0 if row.present else 0.0)
+            if row.answered:  # never resolved: no presence series, so no false "vanished"
+                present.add_metric([image, tag], 1.0 if row.present else 0.0)
         count = GaugeMetricFamily(
             "tagwatch_targets", "Configured watches and pins.", labels=["kind"]
         )

@@ -118,6 +118,12 @@ class StatusRow:
         return self.digest if self.present else None
 
     @property
+    def answered(self) -> bool:
+        """Whether the registry ever answered for the tag (resolved it, or said it does not
+        exist). A tag whose checks have only ever failed has no presence to tell."""
+        return self.digest is not None or self.checked_at is not None
+
+    @property
     def last_changed(self) -> datetime | None:
         """When the tag last moved, else first seen; None if it never resolved."""
         return (self.changed_at or self.first_seen) if self.digest else None

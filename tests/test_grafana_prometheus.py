@@ -7,6 +7,11 @@ least one series, and the alert rules must load and evaluate cleanly, with the s
 alerting. The registry is configured to send Docker Hub style `ratelimit-*` headers, so the
 rate-limit panel and alert have something to show.
 
+Two more watches keep "vanished" honest: a tag the registry says does not exist (vanished:
+the rule and the "Vanished tags" panel count it) and a tag on a registry that never answers
+(connection refused from the start: a failing check, never a vanished tag, so it has no
+`tagwatch_tag_present` series at all).
+
 Needs `prometheus` and `docker-registry`: skips without them, fails under CI or
 TAGWATCH_REQUIRE_INTEGRATION=1.
 """
@@ -141,6 +146,7 @@ def test_dashboard_queries_and_alert_rules_on_a_real_prometheus(
 
         # -- tagwatch
         metrics_port = free_port()
+        nobody = f"127.0.0.1:{free_port()}"  # nothing listens there: never resolved
         config = tmp_path / "tagwatch.toml"
         config.write_text(
             "[tagwatch]\n"
@@ -151,6 +157,10 @@ def test_dashboard_queries_and_alert_rules_on_a_real_prometheus(
             f'listen = "127.0.0.1:{metrics_port}"\n'
             "[[watch]]\n"
             f'image = "{host}/app:1"\n'
+            "[[watch]]\n"
+            f'image = "{host}/app:nope"\n'  # the registry says: no such tag
+            "[[watch]]\n"
+            f'image = "{nobody}/down:1"\n'
             "[[pin]]\n"
             f'image = "{host}/base:3@{old}"\n'
             'max_age = "0s"\n'
@@ -274,11 +284,38 @@ def test_dashboard_queries_and_alert_rules_on_a_real_prometheus(
         wait_for("TagwatchRegistryRateLimitLow to be pending (5 of 100 left)",
                  lambda: (states() or {}).get("TagwatchRegistryRateLimitLow")
                  in ("pending", "firing"), 15, rule_details)
+        wait_for("TagwatchTagVanished to be pending or firing (app:nope)",
+                 lambda: (states() or {}).get("TagwatchTagVanished") in ("pending", "firing"),
+                 15, rule_details)
+        wait_for("TagwatchChecksFailing to be pending (the registry that never answers)",
+                 lambda: (states() or {}).get("TagwatchChecksFailing") in ("pending", "firing"),
+                 15, rule_details)
         got = states() or got
         print("alert states:", ", ".join(f"{n}={s}" for n, s in sorted(got.items())))
         quiet = ["TagwatchDown", "TagwatchMetricsAbsent", "TagwatchNotCompletingCycles",
-                 "TagwatchChecksFailing", "TagwatchTagVanished", "TagwatchNotificationsFailing"]
+                 "TagwatchNotificationsFailing"]
         assert {n: got[n] for n in quiet} == dict.fromkeys(quiet, "inactive"), got
+
+        # -- only the registry's "does not exist" is a vanish: the tag that never resolved
+        # has no presence series, is not in the rule's alerts nor in the panel's count.
+        def alerting(rule: str) -> list[str]:
+            current = {r["name"]: r for r in prom.rules()}
+            return sorted(f"{a['labels']['image']}:{a['labels']['tag']}"
+                          for a in current[rule].get("alerts", []))
+
+        assert alerting("TagwatchTagVanished") == [f"{host}/app:nope"], rule_details()
+        assert alerting("TagwatchChecksFailing") == [f"{nobody}/down:1"], rule_details()
+        present = {f"{s['metric']['image']}:{s['metric']['tag']}": s["value"][1]
+                   for s in prom.series(f'tagwatch_tag_present{{job="{JOB}"}}')}
+        assert present == {f"{host}/app:1": "1", f"{host}/app:nope": "0",
+                           f"{host}/base:3": "1"}, present
+        assert prom.series(f'tagwatch_tag_check_success{{job="{JOB}", tag="1", '
+                           f'image="{nobody}/down"}} == 0'), "the failing tag is not failing"
+        vanished_panel = [e for t, e in queries if t == "Vanished tags"]
+        assert len(vanished_panel) == 1, vanished_panel
+        expr = vanished_panel[0].replace("$job", JOB).replace("$instance", ".*")
+        counted = [s["value"][1] for s in prom.series(expr)]
+        assert counted == ["1"], f"{expr}: {counted}"
     finally:
         for proc in reversed(procs):
             stop(proc)
