@@ -691,7 +691,10 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
             f'{config.path}: metrics.listen is off (""): healthcheck asks the daemon\'s '
             "/healthz on that address"
         )
-    health = probe(config.metrics_listen, timeout=args.timeout)
+    try:
+        health = probe(config.metrics_listen, timeout=args.timeout)
+    except ValueError as exc:
+        raise ConfigError(f"{config.path}: metrics.listen: {exc}") from None
     if health.ok:
         print(health.message)
         return EXIT_OK

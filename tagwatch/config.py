@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tagwatch.core.durations import parse_duration, parse_rate
+from tagwatch.core.listen import parse_listen
 from tagwatch.core.model import DAY, EventKind, Kind, Target
 from tagwatch.core.refs import ImageRef, is_loopback, parse_platform, parse_ref
 from tagwatch.core.schedule import parse_time_of_day, parse_window
@@ -478,12 +479,13 @@ def _read_settings(main: _Table, env: Mapping[str, str]) -> Settings:
 
 
 def _read_metrics(metrics: _Table) -> str:
-    """[metrics]: the listen address ("" turns the endpoint off)."""
+    """[metrics]: the listen address ("" turns the endpoint off; port 0: any free port)."""
     listen: str = metrics.string("listen", "127.0.0.1:9479", empty_ok=True)
-    if listen and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]*):\d{1,5}", listen):
-        raise metrics.fail(
-            "listen", f'must be host:port (e.g. 127.0.0.1:9479) or "", not {listen!r}'
-        )
+    if listen:
+        try:
+            parse_listen(listen)
+        except ValueError as exc:
+            raise metrics.fail("listen", f'{exc}; or "" to turn the endpoint off') from None
     metrics.finish()
     return listen
 

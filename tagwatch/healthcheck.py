@@ -13,6 +13,8 @@ import http.client
 import time
 from dataclasses import dataclass
 
+from tagwatch.core.listen import parse_listen
+
 __all__ = ["Health", "probe", "probe_address"]
 
 MAX_BODY = 4096  # /healthz answers one line; anything longer is cut
@@ -27,15 +29,18 @@ class Health:
 def probe_address(listen: str) -> tuple[str, int]:
     """Where to reach a daemon listening on `listen`: a wildcard address (`:9479`,
     `0.0.0.0:9479`, `[::]:9479`) is reached on loopback."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"bad listen address {listen!r}: expected HOST:PORT")
-    host = host.strip("[]")
+    parsed = parse_listen(listen)
+    if parsed.any_port:
+        raise ValueError(
+            f"listen {listen!r} asks for any free port (0): the daemon's port is known only "
+            "to its log; set a fixed port for healthcheck"
+        )
+    host, port = parsed.host, parsed.port
     if host in ("", "0.0.0.0"):
         host = "127.0.0.1"
     elif host == "::":
         host = "::1"
-    return host, int(port)
+    return host, port
 
 
 def _clean(text: str) -> str:

@@ -38,6 +38,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from tagwatch import __version__
+from tagwatch.core.listen import parse_listen as _parse_listen
 from tagwatch.core.model import EventKind, Kind, State, Target
 from tagwatch.registry.gate import parse_ratelimit_header
 from tagwatch.store import StatusRow
@@ -58,12 +59,10 @@ def parse_ratelimit(value: str | None) -> float | None:
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """`127.0.0.1:9479`, `[::1]:9479`, `:9479` (every address) -> (host, port)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"bad listen address {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9479")
-    host = host.strip("[]")
-    return host, int(port)
+    """`127.0.0.1:9479`, `[::1]:9479`, `:9479` (every address), `127.0.0.1:0` (any free
+    port) -> (host, port). The configuration has checked it (tagwatch.core.listen)."""
+    listen = _parse_listen(text)
+    return listen.host, listen.port
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +333,12 @@ class MetricsServer:
             daemon_threads = True
 
         self.server = Server((host, port), handler)
-        self.address = f"{listen.rpartition(':')[0]}:{self.server.server_address[1]}"
+        bound = int(self.server.server_address[1])
+        self.address = _parse_listen(listen).with_port(bound)
+        if port == 0:
+            log.info(
+                "metrics: listen %s asks for any free port: listening on %s", listen, self.address
+            )
         self._thread = threading.Thread(
             target=self.server.serve_forever,
             name="metrics",

@@ -138,7 +138,7 @@ password_file = "${CREDENTIALS_DIRECTORY}/ghcr"
             '[tagwatch]\nfirst_check_notify = "yes"\n',
             ":2: tagwatch.first_check_notify: must be true or false, not 'yes'",
         ),
-        ('[metrics]\nlisten = "9479"\n', ":2: metrics.listen: must be host:port"),
+        ('[metrics]\nlisten = "9479"\n', ":2: metrics.listen: '9479' is not HOST:PORT"),
         (
             '\n\n[[watch]]\nimage = "Python:3.12"\n',
             ":4: watch[0].image: bad image reference 'Python:3.12'",
