@@ -24,7 +24,7 @@ from tagwatch.core.model import Kind, State, Target
 from tagwatch.core.times import format_time, parse_time
 from tagwatch.errors import RegistryError, describe_failure
 from tagwatch.registry.client import RegistryClient
-from tagwatch.store import Store
+from tagwatch.store import StatusRow, Store
 
 __all__ = ["FINDINGS", "AuditRow", "audit", "to_markdown", "to_table"]
 
@@ -87,42 +87,11 @@ def audit(config: Config, store: Store, client: RegistryClient, now: datetime) -
     keys: list[str] = []
     for target in config.targets:
         row = rows_by_key.get(target.key)
-        digest = row.current_digest if row else None
-        platforms = dict(row.platforms) if row else {}
-        item = AuditRow(
-            image=target.ref.name,
-            tag=target.tag,
-            kind=target.kind.value,
-            digest=digest,
-            pinned=target.pinned,
-            state=row.state.value if row and row.state else None,
-            used_in=target.source,
-        )
-        if _LATEST.match(target.tag):
-            item.findings.append("latest")
-        if target.kind is Kind.WATCH:
-            item.findings.append("unpinned")
-        if row is None:
-            item.findings.append("unchecked")
-            item.note = "not checked yet: run tagwatch check"
-        else:
-            if row.behind_since is not None:
-                item.findings.append("behind")
-                item.behind_since = format_time(row.behind_since)
-                item.behind_for = format_duration((now - row.behind_since).total_seconds())
-            if row.state in (State.STALE, State.VANISHED, State.ERROR):
-                item.findings.append(row.state.value)
-            if row.pin_missing:
-                item.findings.append("missing")
-            item.newer = list(row.newer)
-            if item.newer:
-                item.findings.append("newer")
-            cutoff = now - MOVES_WINDOW
-            history = store.history(target.tag_key)
-            item.moves_90d = sum(1 for s in history[:-1] if s.first_seen >= cutoff)
+        item = _recorded(target, row, store, now)
         rows.append(item)
-        if digest:
-            jobs.append((target.ref.registry, partial(_facts, client, target, digest, platforms)))
+        if row is not None and item.digest:
+            job = partial(_facts, client, target, item.digest, dict(row.platforms))
+            jobs.append((target.ref.registry, job))
             keys.append(target.key)
 
     def unknown(index: int, exc: BaseException) -> tuple[str, ImageFacts | str]:
@@ -136,15 +105,56 @@ def audit(config: Config, store: Store, client: RegistryClient, now: datetime) -
         if isinstance(facts, str):
             item.note = f"image details unknown: {facts}"
         elif facts is not None:
-            item.created = facts.created
-            when = parse_time(facts.created)
-            if when is not None:
-                item.age_days = max(0, (now - when).days)
-            item.vendor = facts.label("org.opencontainers.image.vendor")
-            item.authors = facts.label("org.opencontainers.image.authors")
-            item.source = facts.label("org.opencontainers.image.source")
-            item.version = facts.label("org.opencontainers.image.version")
+            _describe(item, facts, now)
     return rows
+
+
+def _recorded(target: Target, row: StatusRow | None, store: Store, now: datetime) -> AuditRow:
+    """A target's row from its configuration and its recorded state."""
+    item = AuditRow(
+        image=target.ref.name,
+        tag=target.tag,
+        kind=target.kind.value,
+        digest=row.current_digest if row else None,
+        pinned=target.pinned,
+        state=row.state.value if row and row.state else None,
+        used_in=target.source,
+    )
+    if _LATEST.match(target.tag):
+        item.findings.append("latest")
+    if target.kind is Kind.WATCH:
+        item.findings.append("unpinned")
+    if row is None:
+        item.findings.append("unchecked")
+        item.note = "not checked yet: run tagwatch check"
+        return item
+    if row.behind_since is not None:
+        item.findings.append("behind")
+        item.behind_since = format_time(row.behind_since)
+        item.behind_for = format_duration((now - row.behind_since).total_seconds())
+    if row.state in (State.STALE, State.VANISHED, State.ERROR):
+        item.findings.append(row.state.value)
+    if row.pin_missing:
+        item.findings.append("missing")
+    item.newer = list(row.newer)
+    if item.newer:
+        item.findings.append("newer")
+    cutoff = now - MOVES_WINDOW
+    history = store.history(target.tag_key)
+    item.moves_90d = sum(1 for s in history[:-1] if s.first_seen >= cutoff)
+    return item
+
+
+def _describe(item: AuditRow, facts: ImageFacts, now: datetime) -> None:
+    """The image's age and OCI labels, from its config."""
+    item.created = facts.created
+    when = parse_time(facts.created)
+    if when is not None:
+        item.age_days = max(0, (now - when).days)
+    item.vendor = facts.label("org.opencontainers.image.vendor")
+    item.authors = facts.label("org.opencontainers.image.authors")
+    item.source = facts.label("org.opencontainers.image.source")
+    item.version = facts.label("org.opencontainers.image.version")
 
 
 def _policy(row: AuditRow) -> str:

@@ -789,7 +789,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tagwatch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name, func, help_text, config, arguments in _COMMANDS:
+    for name, help_text, config, arguments in _COMMANDS:
+        # looked up now, not when the table was built: `cmd_check` for "check"
+        func = globals()["cmd_" + name.replace("-", "_")]
         arguments(_command(sub, name, func, help_text, config))
     return parser
 
@@ -949,77 +951,36 @@ def _healthcheck_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-#: (name, function, help, takes -c, its own arguments), in `tagwatch --help` order.
-_COMMANDS: list[
-    tuple[
-        str,
-        Callable[[argparse.Namespace], int],
-        str,
-        bool,
-        Callable[[argparse.ArgumentParser], None],
-    ]
-] = [
-    (
-        "run",
-        cmd_run,
-        "the daemon: scheduled checks, metrics, alerts (SIGHUP reloads)",
-        True,
-        _no_arguments,
-    ),
-    (
-        "check",
-        cmd_check,
-        "check every watch and pin once: resolve, record, alert",
-        True,
-        _check_arguments,
-    ),
-    ("status", cmd_status, "the last known state of every watch and pin", True, _json_argument),
-    (
-        "history",
-        cmd_history,
-        "every digest a tag has had, newest first",
-        True,
-        _history_arguments,
-    ),
-    (
-        "resolve",
-        cmd_resolve,
-        "print the digest a reference resolves to now",
-        True,
-        _resolve_arguments,
-    ),
-    ("validate", cmd_validate, "check the configuration and its secrets", True, _no_arguments),
+#: (name, help, takes -c, its own arguments), in `tagwatch --help` order; the command's
+#: function is `cmd_<name>`.
+_COMMANDS: list[tuple[str, str, bool, Callable[[argparse.ArgumentParser], None]]] = [
+    ("run", "the daemon: scheduled checks, metrics, alerts (SIGHUP reloads)", True, _no_arguments),
+    ("check", "check every watch and pin once: resolve, record, alert", True, _check_arguments),
+    ("status", "the last known state of every watch and pin", True, _json_argument),
+    ("history", "every digest a tag has had, newest first", True, _history_arguments),
+    ("resolve", "print the digest a reference resolves to now", True, _resolve_arguments),
+    ("validate", "check the configuration and its secrets", True, _no_arguments),
     (
         "audit",
-        cmd_audit,
         "the image audit: tag policy, pin lag, moves, age, maintainer, newer versions",
         True,
         _audit_arguments,
     ),
     (
         "scan",
-        cmd_scan,
         "every image reference in Dockerfiles, compose files and Kubernetes manifests",
         False,
         _scan_arguments,
     ),
     (
         "bump",
-        cmd_bump,
         "rewrite pinned digests (tag@sha256:...) that are behind to their tag's current digest",
         False,
         _bump_arguments,
     ),
-    (
-        "notify-test",
-        cmd_notify_test,
-        "send a test alert to every notification target",
-        True,
-        _no_arguments,
-    ),
+    ("notify-test", "send a test alert to every notification target", True, _no_arguments),
     (
         "ops-files",
-        cmd_ops_files,
         "list the systemd unit, alert rules, dashboard and example config shipped with "
         "tagwatch, or copy them to DIRECTORY",
         False,
@@ -1027,7 +988,6 @@ _COMMANDS: list[
     ),
     (
         "healthcheck",
-        cmd_healthcheck,
         "exit 0 when the running daemon answers /healthz on [metrics] listen, else 1 and why",
         True,
         _healthcheck_arguments,
