@@ -105,7 +105,10 @@ def audit(config: Config, store: Store, client: RegistryClient, now: datetime) -
         if isinstance(facts, str):
             item.note = f"image details unknown: {facts}"
         elif facts is not None:
-            _describe(item, facts, now)
+            try:
+                _describe(item, facts, now)
+            except Exception as exc:  # noqa: BLE001 - the publisher's text: one row pays
+                item.note = f"image details unknown: internal error: {describe_failure(exc)}"
     return rows
 
 

@@ -327,3 +327,45 @@ def test_an_unexpected_error_is_one_line_not_a_traceback(
         "tagwatch: error: internal error: RecursionError: maximum recursion depth exceeded "
         "while doing something (a bug in tagwatch; -vv logs where)\n"
     )
+
+
+def test_audit_prints_no_traceback_for_hostile_images(
+    hub: tuple[Registry, Pusher], setup: Setup, unique_repo: Any
+) -> None:
+    """`tagwatch audit` reads every image's config: one nests 100,000 deep, one says it was
+    created at a time out of range once in UTC and carries labels with a newline, escapes
+    and a Markdown link. Each costs its own row's details; the table, the Markdown and the
+    JSON keep one row per image (before: no audit at all)."""
+    registry, pusher = hub
+    deep, odd, good = unique_repo("deep"), unique_repo("odd"), unique_repo("good")
+    odd_config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "created": "0001-01-01T00:00:00+14:00",
+            "config": {
+                "Labels": {
+                    "org.opencontainers.image.vendor": "ACME\n| x | [site](http://evil.example)",
+                    "org.opencontainers.image.authors": "\x1b[31mred\x1b[0m",
+                }
+            },
+        }
+    ).encode()
+    push_config_image(pusher, deep, "1", DEEP_CONFIG)
+    push_config_image(pusher, odd, "1", odd_config)
+    pusher.push_image(good, "1", labels={"org.opencontainers.image.vendor": "Good Corp"})
+    for repo in (deep, odd, good):
+        setup.add(f'[[watch]]\nimage = "{registry.host}/{repo}:1"\n')
+    assert setup("check").code == 0
+
+    table = setup("audit")
+    markdown = setup("audit", "--markdown")
+    as_json = setup("audit", "--json")
+
+    for run in (table, markdown, as_json):
+        assert run.code == 0, run.err
+        assert "Traceback" not in run.err + run.out
+    found = {row["image"].rsplit("/", 1)[1]: row for row in as_json.json()}
+    assert found[deep]["note"].startswith("image details unknown: ")
+    assert found[odd]["age_days"] is None and found[odd]["created"] == "0001-01-01T00:00:00+14:00"
+    assert found[good]["vendor"] == "Good Corp"

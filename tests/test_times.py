@@ -52,7 +52,19 @@ def test_image_config_times_with_nanoseconds() -> None:
     assert parsed == NOON.replace(microsecond=123456)
 
 
-@pytest.mark.parametrize("text", [None, "", "yesterday", "2026-13-01T00:00:00Z", "12:00"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        None,
+        "",
+        "yesterday",
+        "2026-13-01T00:00:00Z",
+        "12:00",
+        # an image publisher's `created`: valid, but out of range once in UTC
+        "0001-01-01T00:00:00+14:00",
+        "9999-12-31T23:59:59-14:00",
+    ],
+)
 def test_unreadable_is_none(text: str | None) -> None:
     assert parse_time(text) is None
 

@@ -22,8 +22,10 @@ def format_time(dt: datetime | None) -> str | None:
 
 
 def parse_time(text: str | None) -> datetime | None:
-    """An ISO 8601 / RFC 3339 time -> an aware UTC datetime; None when absent or unreadable.
-    A time without an offset is taken as UTC (never the host's zone).
+    """An ISO 8601 / RFC 3339 time -> an aware UTC datetime; None when absent or unreadable
+    (an image config's `created` is the publisher's text: it may be anything, even a time
+    that is out of range once in UTC). A time without an offset is taken as UTC (never the
+    host's zone).
 
     fromisoformat: C-fast, unlike strptime, which cost a cycle over thousands of tags tens of
     milliseconds."""
@@ -31,9 +33,9 @@ def parse_time(text: str | None) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-    except ValueError:
+        return _utc(parsed)
+    except (ValueError, OverflowError):  # OverflowError: `0001-01-01T00:00:00+14:00` in UTC
         return None
-    return _utc(parsed)
 
 
 def _utc(dt: datetime) -> datetime:
