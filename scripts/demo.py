@@ -6,6 +6,7 @@ tag and shows the alert as a local webhook received it. Nothing leaves the machi
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -20,7 +21,10 @@ from sinks import WebhookSink  # noqa: E402
 
 
 def step(text: str) -> None:
-    print(f"\n\033[1m==> {text}\033[0m", flush=True)
+    # Bold only on a terminal (and not with NO_COLOR): piped into a file or a pager, the
+    # output stays plain text.
+    bold = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    print(f"\n\033[1m==> {text}\033[0m" if bold else f"\n==> {text}", flush=True)
 
 
 def tagwatch(config: Path, *args: str) -> None:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from tagwatch.bump import FilePlan
     from tagwatch.check import CycleReport, TargetResult
     from tagwatch.config import Config
+    from tagwatch.core.model import TagKey
     from tagwatch.registry.client import RegistryClient
     from tagwatch.store import Store
 
@@ -105,12 +106,36 @@ def _fail(message: str, status: int = EXIT_USAGE) -> int:
 # --- shared pieces ------------------------------------------------------------------------
 
 
+def _config_path(args: argparse.Namespace) -> str:
+    """`-c FILE`, else $TAGWATCH_CONFIG, else the default; a missing default (a first run)
+    says how to give one and where the example is, rather than just "No such file"."""
+    if args.config:
+        return str(args.config)
+    from tagwatch.config import DEFAULT_CONFIG, default_config_path
+    from tagwatch.errors import ConfigError
+
+    path = default_config_path()
+    if os.path.exists(path):
+        return path
+    if path != DEFAULT_CONFIG:
+        raise ConfigError(
+            f"{path}: no such file (named by TAGWATCH_CONFIG): fix the variable or pass -c FILE"
+        )
+    from tagwatch.ops import source_path
+
+    raise ConfigError(
+        f"no configuration at {path} (the default): pass one with -c FILE or set "
+        f"TAGWATCH_CONFIG; an example to start from: {source_path('config.example.toml')} "
+        "(`tagwatch ops-files DIR` copies it out)"
+    )
+
+
 def _load(args: argparse.Namespace) -> Config:
     """The config, with the targets its [[source]] files name."""
-    from tagwatch.config import default_config_path, load_config
+    from tagwatch.config import load_config
     from tagwatch.sources import expand
 
-    return expand(load_config(args.config or default_config_path()))
+    return expand(load_config(_config_path(args)))
 
 
 def _client(config: Config) -> RegistryClient:
@@ -310,8 +335,15 @@ def cmd_history(args: argparse.Namespace) -> int:
     try:
         stretches = store.history((ref.registry, ref.repository, tag))
         moves = store.move_details(ref.name, tag)
+        recorded = [] if stretches else [k for k, v in store.tag_views().items() if v.digest]
     finally:
         store.close()
+    if not stretches:
+        # Nothing under that name: a failed lookup (exit 1, as for a missing database), with
+        # the names that are recorded for that repository, so a typo is one step from right.
+        if args.json:
+            print("[]")
+        return _fail(_no_history(config, ref.registry, ref.repository, tag, recorded), EXIT_FAILED)
     objects = []
     for s in stretches:
         obj: dict[str, Any] = {
@@ -329,9 +361,6 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(objects, indent=2))
         return EXIT_OK
-    if not objects:
-        print(f"no history for {ref.name}:{tag}")
-        return EXIT_OK
     rows = [
         [
             o["digest"],
@@ -345,6 +374,43 @@ def cmd_history(args: argparse.Namespace) -> int:
     print(f"{ref.name}:{tag}")
     print(_table(rows, ["DIGEST", "FIRST SEEN", "LAST SEEN", "PLATFORMS", "CHANGE"]))
     return EXIT_OK
+
+
+def _no_history(
+    config: Config, registry: str, repository: str, tag: str, recorded: Sequence[TagKey]
+) -> str:
+    """Why `history` found nothing, and the recorded names the user may have meant: the same
+    repository first (on any registry, or the same last path part: `python` finds
+    docker.io/library/python and ghcr.io/acme/python), closest tags first."""
+    import difflib
+
+    name = f"{registry}/{repository}:{tag}"
+    configured = any(t.tag_key == (registry, repository, tag) for t in config.targets)
+    if configured:
+        return (
+            f"no history for {name} yet: it is configured, but no check has resolved it "
+            "(tagwatch status says why)"
+        )
+    last = repository.rsplit("/", 1)[-1]
+
+    def rank(key: TagKey) -> tuple[int, float]:
+        same = (key[0], key[1]) == (registry, repository)
+        near = same or key[1] == repository
+        return (0 if same else 1 if near else 2), -difflib.SequenceMatcher(
+            None, key[2], tag
+        ).ratio()
+
+    similar = sorted(
+        (k for k in recorded if k[1] == repository or k[1].rsplit("/", 1)[-1] == last), key=rank
+    )
+    if not similar:
+        return (
+            f"no history for {name}: nothing is recorded under that name or repository "
+            f"({len(recorded)} tags are recorded: tagwatch status lists them)"
+        )
+    shown = ", ".join(f"{r}/{p}:{t}" for r, p, t in similar[:6])
+    more = f" and {len(similar) - 6} more" if len(similar) > 6 else ""
+    return f"no history for {name}; recorded for that repository: {shown}{more}"
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
@@ -411,10 +477,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     # daemon installs its own handlers once it runs.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: sys.exit(EXIT_OK))
-    from tagwatch.config import default_config_path
     from tagwatch.daemon import Daemon
 
-    daemon = Daemon(args.config or default_config_path())
+    daemon = Daemon(_config_path(args))
     code = daemon.run()
     if daemon.stuck:
         # Everything is recorded and closed; only threads blocked in a registry read (up
@@ -637,16 +702,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     config = _load(args)
     check_secrets(config)
     if config.notify:
-        import apprise
-
-        from tagwatch.errors import ConfigError
+        from tagwatch.notify import check_url
 
         for target in config.notify:
-            if not apprise.Apprise().add(target.url.read()):
-                raise ConfigError(
-                    f"{target.url.where}: not a URL apprise understands (the URL "
-                    "is not shown: it may hold secrets)"
-                )
+            check_url(target)
     watches = sum(1 for t in config.targets if t.kind.value == "watch")
     pins = len(config.targets) - watches
     print(
@@ -681,11 +740,11 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
 
 
 def cmd_healthcheck(args: argparse.Namespace) -> int:
-    from tagwatch.config import default_config_path, load_config
+    from tagwatch.config import load_config
     from tagwatch.errors import ConfigError
     from tagwatch.healthcheck import probe
 
-    config = load_config(args.config or default_config_path())
+    config = load_config(_config_path(args))
     if not config.metrics_listen:
         raise ConfigError(
             f'{config.path}: metrics.listen is off (""): healthcheck asks the daemon\'s '
@@ -850,6 +909,13 @@ def _history_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _resolve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="optional configuration file: registry credentials and settings "
+        "(not read unless given)",
+    )
     p.add_argument("reference", metavar="REFERENCE", help="image reference, e.g. python:3.12")
     p.add_argument(
         "--platform",
@@ -958,7 +1024,12 @@ _COMMANDS: list[tuple[str, str, bool, Callable[[argparse.ArgumentParser], None]]
     ("check", "check every watch and pin once: resolve, record, alert", True, _check_arguments),
     ("status", "the last known state of every watch and pin", True, _json_argument),
     ("history", "every digest a tag has had, newest first", True, _history_arguments),
-    ("resolve", "print the digest a reference resolves to now", True, _resolve_arguments),
+    (
+        "resolve",
+        "print the digest a reference resolves to now (no configuration needed)",
+        False,
+        _resolve_arguments,
+    ),
     ("validate", "check the configuration and its secrets", True, _no_arguments),
     (
         "audit",

@@ -230,8 +230,11 @@ class _Table:
         value = self.data[key]
         # bool is an int in Python; refuse `concurrency = true`.
         if isinstance(value, bool) and kind in (int, float, (int, float)):
-            raise self.fail(key, f"must be a number, not {value!r}")
+            raise self.fail(key, f"must be a number, not {_shown(value)}")
         if not isinstance(value, kind):
+            shape = self._shape_error(key, value, kind)
+            if shape is not None:
+                raise shape
             names = (
                 kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
             )
@@ -241,8 +244,29 @@ class _Table:
                 "int": "a whole number",
                 "list": "a list",
             }.get(names, names)
-            raise self.fail(key, f"must be {expected}, not {value!r}")
+            raise self.fail(key, f"must be {expected}, not {_shown(value)}")
         return value
+
+    def _shape_error(
+        self, key: str, value: Any, kind: type | tuple[type, ...]
+    ) -> ConfigError | None:
+        """`[watch]` written for `[[watch]]` (or `[[tagwatch]]` for `[tagwatch]`): one line
+        naming the header's line, not a dump of the table."""
+        if self.table is not None:
+            return None
+        locator, path = self.reader.locator, self.reader.path
+        line = locator.line(key) or locator.line(None, None, key)
+        prefix = f"{path}:{line}: " if line else f"{path}: "
+        if kind is list and isinstance(value, dict):
+            return ConfigError(
+                f"{prefix}[{key}] is a single table: write [[{key}]] (double brackets), "
+                f"one [[{key}]] per entry"
+            )
+        if kind is dict and isinstance(value, list):
+            return ConfigError(
+                f"{prefix}[[{key}]] is a list of tables: write [{key}] (single brackets), once"
+            )
+        return None
 
     def string(self, key: str, default: str | None = None, *, empty_ok: bool = False) -> Any:
         value = self.get(key, str, default)
@@ -254,7 +278,7 @@ class _Table:
         value = self.get(key, list, [])
         for item in value:
             if not isinstance(item, str) or not item.strip():
-                raise self.fail(key, f"must be a list of non-empty strings, not {value!r}")
+                raise self.fail(key, f"must be a list of non-empty strings, not {_shown(value)}")
         return tuple(value)
 
     def duration(self, key: str, default: float) -> float:
@@ -279,6 +303,16 @@ class _Table:
             if key not in self.known:
                 allowed = ", ".join(self.known)
                 raise self.fail(key, f"unknown key '{key}' (known keys: {allowed})")
+
+
+def _shown(value: Any) -> str:
+    """A wrong value, for a one-line message: tables are named, not dumped."""
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+        return "a list of tables"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _expand(table: _Table, key: str, value: str | None, env: Mapping[str, str]) -> str | None:

@@ -60,7 +60,7 @@ _PIN_KINDS = (EventKind.STALE, EventKind.CURRENT, EventKind.PIN_MISSING)
 
 def render(event: Event) -> tuple[str, str]:
     """Title and body of an alert: plain text that also reads well as Markdown."""
-    title = f"[tagwatch] {event.kind.value}: {event.image}:{event.tag}"
+    title = f"[tagwatch] {event.kind.value}: {event.image}:{event.tag}{_whose(event)}"
     d: Mapping[str, Any] = event.details
     lines = [f"{event.image}:{event.tag} {_SUMMARY[event.kind]}."]
     if event.kind in _PIN_KINDS:
@@ -73,6 +73,13 @@ def render(event: Event) -> tuple[str, str]:
     if d.get("source"):
         lines.append(f"source: {d['source']}")
     return title, "\n".join(lines)
+
+
+def _whose(event: Event) -> str:
+    """Which of several pins on one tag an alert is about: its `source` (two Dockerfiles
+    pinning python:3.12-slim get two titles, not one twice)."""
+    source = event.details.get("source")
+    return f" ({source})" if source and event.pinned else ""
 
 
 def _pin_lines(event: Event, d: Mapping[str, Any]) -> list[str]:
@@ -302,6 +309,63 @@ def _secret_parts(url: str) -> list[str]:
     return sorted((p for p in parts if p), key=len, reverse=True)
 
 
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]{0,31})://")
+
+
+def unusable_url(url: str) -> str:
+    """Why apprise refuses a URL, naming its scheme (never secret) and nothing else of it:
+    an unknown scheme (with the nearest known one), a plugin that lacks a package, or a
+    known scheme whose URL apprise cannot use."""
+    hidden = "the rest of the URL is not shown: it may hold secrets"
+    match = _SCHEME.match(url.strip())
+    if match is None:
+        return (
+            "not an apprise URL: it has no scheme (e.g. slack://…, json://…); the URL is not "
+            "shown: it may hold secrets"
+        )
+    scheme = match.group(1).lower()
+    plugins = _apprise_plugins()
+    plugin = plugins.get(scheme)
+    if plugin is None:
+        import difflib
+
+        near = difflib.get_close_matches(scheme, plugins, n=1, cutoff=0.6)
+        hint = f" (did you mean {near[0]}://?)" if near else ""
+        return f"apprise knows no {scheme}:// service{hint}; {hidden}"
+    name = getattr(plugin, "service_name", None) or scheme
+    if getattr(plugin, "enabled", True) is False:
+        needs = (getattr(plugin, "requirements", None) or {}).get("packages_required")
+        needs = ", ".join(needs) if isinstance(needs, list | tuple) else needs
+        what = f"it needs {needs}, which is not installed" if needs else "it is disabled here"
+        return f"apprise's {scheme}:// ({name}) cannot be used: {what}"
+    page = getattr(plugin, "setup_url", None)
+    where = f"; see {page}" if isinstance(page, str) and page.startswith("https://") else ""
+    return (
+        f"apprise knows {scheme}:// ({name}) but cannot use this URL: a part is missing or "
+        f"malformed{where}; {hidden}"
+    )
+
+
+def _apprise_plugins() -> dict[str, Any]:
+    """apprise's scheme -> plugin class (its registry of services); {} if it moved."""
+    try:
+        from apprise.manager_plugins import NotificationManager
+
+        manager: Any = NotificationManager()  # type: ignore[no-untyped-call]
+        return {str(s).lower(): manager[s] for s in manager.schemas()}
+    except Exception:  # noqa: BLE001 - an apprise internals change costs only the hint
+        return {}
+
+
+def check_url(config: NotifyConfig) -> None:
+    """ConfigError (naming the key and the scheme) unless apprise accepts the target's URL."""
+    import apprise
+
+    url = config.url.read()
+    if not apprise.Apprise().add(url):
+        raise ConfigError(f"{config.url.where}: {unusable_url(url)}")
+
+
 class _Capture(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -412,10 +476,7 @@ class Notifier:
             url = config.url.read(env)
             obj = apprise.Apprise()
             if not obj.add(url):
-                raise ConfigError(
-                    f"{config.url.where}: not a URL apprise understands (the URL is not shown: "
-                    "it may hold secrets)"
-                )
+                raise ConfigError(f"{config.url.where}: {unusable_url(url)}")
             masked = str(obj[0].url(privacy=True))  # type: ignore[no-untyped-call]
             secrets = _secret_parts(url)
             channel = Channel(

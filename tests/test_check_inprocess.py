@@ -225,9 +225,9 @@ def test_pin_behind_stale_reminded_missing_and_current(world: CheckWorld) -> Non
     assert [e["kind"] for e in world.events()] == ["pin_missing", "stale", "stale", "current"]
     assert world.titles() == [
         f"[tagwatch] pin_missing: {h}/alpine:3.20",
-        f"[tagwatch] stale: {h}/alpine:3.20",
-        f"[tagwatch] stale: {h}/alpine:3.20",
-        f"[tagwatch] current: {h}/alpine:3.20",
+        f"[tagwatch] stale: {h}/alpine:3.20 (services/api/Dockerfile)",
+        f"[tagwatch] stale: {h}/alpine:3.20 (services/api/Dockerfile)",
+        f"[tagwatch] current: {h}/alpine:3.20 (services/api/Dockerfile)",
     ]
 
 

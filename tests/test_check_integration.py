@@ -271,9 +271,11 @@ def test_pins_stale_current_and_missing(hub: tuple[Registry, Pusher], setup: Set
     assert states[gone].get("pin_missing") is True
     webhook.wait_for(3)
     alerts = events_of(webhook)
-    assert sorted(t for t, _ in alerts) == [f"[tagwatch] pin_missing: {image}:3.20",
-                                           f"[tagwatch] stale: {image}:3.20",
-                                           f"[tagwatch] stale: {image}:3.20"]
+    assert sorted(t for t, _ in alerts) == [
+        f"[tagwatch] pin_missing: {image}:3.20",
+        f"[tagwatch] stale: {image}:3.20",
+        f"[tagwatch] stale: {image}:3.20 (services/api/Dockerfile)",
+    ]
     stale_body = next(b for t, b in alerts if "stale" in t and old in b)
     assert "services/api/Dockerfile" in stale_body and index in stale_body
     assert any(t == f"[tagwatch] pin_missing: {image}:3.20" and gone in b
@@ -288,7 +290,7 @@ def test_pins_stale_current_and_missing(hub: tuple[Registry, Pusher], setup: Set
     assert back.code == 0, back.out + back.err
     webhook.wait_for(count + 1)
     titles = [t for t, _ in events_of(webhook)[count:]]
-    assert f"[tagwatch] current: {image}:3.20" in titles
+    assert f"[tagwatch] current: {image}:3.20 (services/api/Dockerfile)" in titles
     assert {o["pinned"]: o["state"] for o in setup("status", "--json").json()}[old] == "ok"
 
 

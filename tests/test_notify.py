@@ -39,7 +39,7 @@ def test_stale_pin_body_names_source_evidence_and_age() -> None:
                                          "max_age_seconds": 7 * 86400,
                                          "source": "services/api/Dockerfile"})
     title, body = render(event)
-    assert title == "[tagwatch] stale: docker.io/library/alpine:3.20"
+    assert title == "[tagwatch] stale: docker.io/library/alpine:3.20 (services/api/Dockerfile)"
     assert f"pinned:  {A}" in body and f"tag now: {B}" in body
     assert "behind since: 2026-11-14T12:00:00Z (10d;" in body
     assert "max_age: 7d" in body

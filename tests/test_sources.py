@@ -37,7 +37,7 @@ def test_sources_follow_the_files(registry_anonymous: Registry, tmp_path: Path,
     assert watch["source"] == f"{repo}/Dockerfile:2, {repo}/svc/compose.yaml:3"  # checked once
     webhook.wait_for(1)
     [stale] = webhook.received
-    assert stale["title"] == f"[tagwatch] stale: {host}/{base}:3"
+    assert stale["title"] == f"[tagwatch] stale: {host}/{base}:3 ({repo}/Dockerfile:1)"
     assert f"source: {repo}/Dockerfile:1" in stale["message"]
 
     # The Dockerfile stops using the base image: the pin is no longer checked.
