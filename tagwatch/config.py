@@ -8,10 +8,11 @@ that commands that do need them fail early with a configuration error.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
@@ -72,13 +73,25 @@ class Secret:
                 raise ConfigError(f"{self.where}: environment variable {self.env} is not set")
             if not value:
                 raise ConfigError(f"{self.where}: environment variable {self.env} is empty")
+            try:
+                value.encode("utf-8")  # os.environ keeps undecodable bytes as surrogates
+            except UnicodeEncodeError:
+                raise ConfigError(
+                    f"{self.where}: environment variable {self.env} is not UTF-8 text"
+                ) from None
             return value
         assert self.file is not None
         try:
-            text = Path(self.file).read_text(encoding="utf-8")
+            raw = Path(self.file).read_bytes()
         except OSError as exc:
             raise ConfigError(
                 f"{self.where}: cannot read {self.file}: {exc.strerror or exc}"
+            ) from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{self.where}: {self.file} is not UTF-8 text (byte {exc.start})"
             ) from None
         value = text.strip("\r\n")
         if not value:
@@ -173,6 +186,8 @@ class _Locator:
             header = _HEADER.match(raw)
             if header:
                 name = header.group(2).strip().strip("\"'")
+                if table is None and key is not None and name.split(".")[0] == key:
+                    return number  # a top-level key written as a [table] or [[table]]
                 if name == table:
                     seen += 1
                     if index is None or seen == index:
@@ -208,8 +223,136 @@ class _Reader:
         return ConfigError(f"{prefix}{where}: {message}" if where else f"{prefix}{message}")
 
 
+#: Every key the loader accepts, per table ("" is the top level), in the order the readers
+#: read them (the order error messages list them in). Unknown keys are found from this before
+#: anything is read, so a typo is reported before the key it hides is reported missing.
+#: tests/test_readme.py holds the README and config.example.toml to this list.
+KEYS: Mapping[str, tuple[str, ...]] = {
+    "": ("tagwatch", "metrics", "registry", "watch", "pin", "source", "notify"),
+    "tagwatch": (
+        "database",
+        "interval",
+        "jitter",
+        "concurrency",
+        "timeout",
+        "first_check_notify",
+        "error_after",
+        "describe_moves",
+    ),
+    "metrics": ("listen",),
+    "registry": (
+        "host",
+        "username",
+        "password_env",
+        "password_file",
+        "ca_file",
+        "insecure",
+        "concurrency",
+        "rate",
+        "endpoint",
+    ),
+    "watch": ("image", "platforms", "notify", "mutable", "interval", "grace", "quiet", "newer"),
+    "pin": (
+        "image",
+        "platforms",
+        "notify",
+        "max_age",
+        "renotify",
+        "source",
+        "mutable",
+        "interval",
+        "grace",
+        "quiet",
+        "newer",
+    ),
+    "source": ("path", "include", "exclude", "notify", "max_age", "renotify", "newer"),
+    "notify": (
+        "name",
+        "url",
+        "url_env",
+        "url_file",
+        "events",
+        "tags",
+        "format",
+        "mode",
+        "schedule",
+        "title",
+        "body",
+    ),
+}
+
+#: Keys whose value is a secret: never quoted in a message, whatever its type.
+SECRET_KEYS: Mapping[str, frozenset[str]] = {"notify": frozenset({"url"})}
+
+_ARRAYS = ("registry", "watch", "pin", "source", "notify")  # [[...]] tables
+
+
+def _typos(a: str, b: str) -> int:
+    """Edits between two words: insertions, deletions, substitutions and swaps of two
+    neighbouring letters (optimal string alignment distance)."""
+    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
+
+
+def _nearest(word: str, choices: Sequence[str]) -> str | None:
+    """The choice `word` is most likely a typo of (`imgae`, `ulr`, `opz`: one or two slips of
+    the keyboard, or a close spelling); None when nothing is close enough to suggest."""
+    allowed = 1 if len(word) <= 4 else 2
+    near = sorted((_typos(word, c), c) for c in choices)
+    if near and near[0][0] <= allowed:
+        return near[0][1]
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.8)
+    return match[0] if match else None
+
+
+def _section(table: str) -> str:
+    return f"[[{table}]]" if table in _ARRAYS else f"[{table}]"
+
+
+def _unknown_key(key: str, table: str | None) -> str:
+    known = KEYS[table or ""]
+    nearest = _nearest(key, known)
+    if nearest is not None:
+        return f"unknown key '{key}' (did you mean '{nearest}'?)"
+    elsewhere = [_section(t) for t, keys in KEYS.items() if t and t != table and key in keys]
+    if elsewhere and table:
+        where = " and ".join(elsewhere)
+        return (
+            f"unknown key '{key}': a key of {where}, not of {_section(table)} "
+            f"(known keys: {', '.join(known)})"
+        )
+    return f"unknown key '{key}' (known keys: {', '.join(known)})"
+
+
+def _check_keys(reader: _Reader, doc: Mapping[str, Any]) -> None:
+    """Every key of every table is one the loader knows: checked before any value is read."""
+
+    def check(data: Any, table: str | None, index: int | None = None) -> None:
+        if not isinstance(data, dict):
+            return  # the table's reader says what is wrong with it
+        known = KEYS[table or ""]
+        for key in data:
+            if key not in known:
+                raise reader.fail(_unknown_key(key, table), table, index, key)
+
+    check(doc, None)
+    for section in ("tagwatch", "metrics"):
+        check(doc.get(section), section)
+    for section in _ARRAYS:
+        items = doc.get(section)
+        if isinstance(items, list):
+            for i, item in enumerate(items):
+                check(item, section, i)
+
+
 class _Table:
-    """One TOML table with typed getters; every key must be read, or it is unknown."""
+    """One TOML table with typed getters over the keys `KEYS` declares for it."""
 
     def __init__(
         self, reader: _Reader, data: Any, table: str | None, index: int | None = None
@@ -218,19 +361,28 @@ class _Table:
         if not isinstance(data, dict):
             raise reader.fail("must be a table", table, index, None)
         self.data: dict[str, Any] = data
+        self.keys = KEYS[table or ""]
+        self.secret = SECRET_KEYS.get(table or "", frozenset())
         self.known: list[str] = []
+
+    def _not(self, key: str, value: Any) -> str:
+        """The end of a message about a wrong value of `key`: never a secret's value."""
+        if key in self.secret:
+            return " (the value given is not shown: it may hold a secret)"
+        return f", not {_shown(value)}"
 
     def fail(self, key: str | None, message: str) -> ConfigError:
         return self.reader.fail(message, self.table, self.index, key)
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        assert key in self.keys, f"config key {self.table}.{key} is read but not in KEYS"
         self.known.append(key)
         if key not in self.data:
             return default
         value = self.data[key]
         # bool is an int in Python; refuse `concurrency = true`.
         if isinstance(value, bool) and kind in (int, float, (int, float)):
-            raise self.fail(key, f"must be a number, not {_shown(value)}")
+            raise self.fail(key, f"must be a number{self._not(key, value)}")
         if not isinstance(value, kind):
             shape = self._shape_error(key, value, kind)
             if shape is not None:
@@ -244,7 +396,7 @@ class _Table:
                 "int": "a whole number",
                 "list": "a list",
             }.get(names, names)
-            raise self.fail(key, f"must be {expected}, not {_shown(value)}")
+            raise self.fail(key, f"must be {expected}{self._not(key, value)}")
         return value
 
     def _shape_error(
@@ -278,7 +430,9 @@ class _Table:
         value = self.get(key, list, [])
         for item in value:
             if not isinstance(item, str) or not item.strip():
-                raise self.fail(key, f"must be a list of non-empty strings, not {_shown(value)}")
+                raise self.fail(
+                    key, f"must be a list of non-empty strings{self._not(key, value)}"
+                )
         return tuple(value)
 
     def duration(self, key: str, default: float) -> float:
@@ -299,10 +453,10 @@ class _Table:
         return value
 
     def finish(self) -> None:
+        """Every key given was read (KEYS and the readers agree)."""
         for key in self.data:
             if key not in self.known:
-                allowed = ", ".join(self.known)
-                raise self.fail(key, f"unknown key '{key}' (known keys: {allowed})")
+                raise self.fail(key, _unknown_key(key, self.table))
 
 
 def _shown(value: Any) -> str:
@@ -444,7 +598,9 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     shown = str(path)
     text = _read_text(path, shown)
     reader = _Reader(shown, text)
-    root = _Table(reader, _parse_toml(text, shown), None)
+    doc = _parse_toml(text, shown)
+    _check_keys(reader, doc)
+    root = _Table(reader, doc, None)
     # One reader per section, in this order (it is the order `known keys` lists them in).
     settings = _read_settings(_Table(reader, root.get("tagwatch", dict, {}), "tagwatch"), env)
     listen = _read_metrics(_Table(reader, root.get("metrics", dict, {}), "metrics"))
@@ -456,6 +612,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     ]
     notify = _read_notifies(reader, root.get("notify", list, []), env)
     root.finish()
+    _check_routes(reader, doc, notify)
     return Config(
         path=shown,
         settings=settings,
@@ -465,6 +622,33 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         notify=tuple(notify),
         sources=tuple(sources),
     )
+
+
+def _check_routes(
+    reader: _Reader, doc: Mapping[str, Any], notify: Sequence[NotifyConfig]
+) -> None:
+    """Every routing tag (`notify` on a watch, pin or source) is carried by a [[notify]]
+    target: a typo would otherwise route its alerts nowhere, silently."""
+    carried = sorted({tag for target in notify for tag in target.tags})
+    for section in ("watch", "pin", "source"):
+        for i, item in enumerate(doc.get(section) or []):
+            for tag in item.get("notify") or ():
+                if tag in carried:
+                    continue
+                if not notify:
+                    why = "there is no [[notify]] target"
+                elif not carried:
+                    why = "no [[notify]] target has tags"
+                else:
+                    nearest = _nearest(tag, carried)
+                    hint = f"did you mean '{nearest}'? " if nearest else ""
+                    why = f"{hint}tags carried: {', '.join(carried)}"
+                raise reader.fail(
+                    f"no [[notify]] target carries the routing tag '{tag}' ({why})",
+                    section,
+                    i,
+                    "notify",
+                )
 
 
 def _read_text(path: str | os.PathLike[str], shown: str) -> str:

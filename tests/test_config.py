@@ -125,7 +125,7 @@ password_file = "${CREDENTIALS_DIRECTORY}/ghcr"
     [
         (
             '[tagwatch]\nintervall = "5m"\n',
-            ":2: tagwatch.intervall: unknown key 'intervall' (known keys: database, interval,",
+            ":2: tagwatch.intervall: unknown key 'intervall' (did you mean 'interval'?)",
         ),
         ('[tagwatch]\ninterval = "15x"\n', ":2: tagwatch.interval: bad duration '15x'"),
         (

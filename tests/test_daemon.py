@@ -234,6 +234,67 @@ def test_run_reload_and_stop(registry_anonymous: Registry, tmp_path: Path, notif
     assert len(webhook.received) == 2  # nothing repeated across cycles and reloads
 
 
+def test_reload_refuses_unreadable_secrets_and_routing_typos(
+        registry_anonymous: Registry, tmp_path: Path, notify: NotifySocket,
+        webhook: WebhookSink, daemons: list[Daemon]) -> None:
+    """A SIGHUP whose secret file is not UTF-8, or whose routing tag no target carries, is
+    refused: one log line naming the file or the tag, and the running configuration goes on
+    checking (the daemon neither exits nor stops its schedule)."""
+    registry, push = registry_anonymous, Pusher(registry_anonymous)
+    app = unique_repo("app")
+    push.push_image(app, "1", seed="r1")
+    port = free_port()
+    token = tmp_path / "registry.token"
+    token.write_text("s3cret-token\n")
+    config = tmp_path / "config.toml"
+    good = config_text(tmp_path, port, f"""
+        [[registry]]
+        host = "{registry.host}"
+        username = "bot"
+        password_file = "{token}"
+        [[watch]]
+        image = "{registry.host}/{app}:1"
+        notify = ["ops"]
+        [[notify]]
+        url = "{webhook.url}"
+        tags = ["ops"]
+        """)
+    config.write_text(good)
+    daemon = Daemon(config, notify, port)
+    daemons.append(daemon)
+    notify.wait_for("READY=1")
+
+    def cycles() -> float:
+        text = daemon.metrics()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in series(text, "tagwatch_cycles_total"))
+
+    for broken, reason in (
+        (lambda: token.write_bytes(b"\xff\xfe s3cret"),
+         f"registry[0].password_file: {token} is not UTF-8 text (byte 0)"),
+        (lambda: (token.write_text("s3cret-token\n"),
+                  config.write_text(good.replace('notify = ["ops"]', 'notify = ["opz"]'))),
+         "watch[0].notify: no [[notify]] target carries the routing tag 'opz' "
+         "(did you mean 'ops'? tags carried: ops)"),
+    ):
+        mark = len(notify.poll())
+        broken()
+        daemon.proc.send_signal(signal.SIGHUP)
+        notify.wait_for("RELOADING=1", after=mark)
+        notify.wait_for("READY=1", after=mark)
+        log = daemon.log.read_text()
+        assert "reload refused, still running the previous configuration" in log
+        assert reason in log, log
+        assert "Traceback" not in log and "s3cret" not in log
+        before = cycles()
+        deadline = time.monotonic() + 15
+        while cycles() < before + 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert cycles() >= before + 2, "the running configuration stopped checking"
+        assert daemon.proc.poll() is None
+    code, _ = daemon.stop()
+    assert code == 0
+
+
 class BlackHole:
     """A TCP server that accepts connections and never answers: the slowest registry."""
 
