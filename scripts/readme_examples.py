@@ -1,10 +1,11 @@
 """README examples, for real: `.venv/bin/python scripts/readme_examples.py [SECTION…]`.
 
-Sections: `first-steps` (what a new user's mistakes print). Each starts what it needs (the
-distribution registry on loopback, a local webhook), runs the real `tagwatch` command line
-and prints `$ command` and what it wrote. Only these are edited in the output: temporary
-directories are shown as `/tmp/demo`, the registry's address as `localhost:5000`, and the
-directory tagwatch is installed in as `…/`.
+Sections: `first-steps` (what a new user's mistakes print), `newer-filters` (newer versions
+with `newer_include`/`newer_exclude`, the tag-list cache and `check --refresh-tags`). Each
+starts what it needs (the distribution registry on loopback, a local webhook), runs the real
+`tagwatch` command line and prints `$ command` and what it wrote. Only these are edited in
+the output: temporary directories are shown as `/tmp/demo`, the registry's address as
+`localhost:5000`, and the directory tagwatch is installed in as `…/`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
 
 from regharness import Pusher, Registry, start_registry  # noqa: E402
+from sinks import WebhookSink  # noqa: E402
 
 import tagwatch  # noqa: E402
 
@@ -118,8 +120,44 @@ def first_steps(shell: Shell, push: Pusher) -> None:
     shell.run("history", f"{host}/library/python:3.12-slim", "-c", "config.toml")
 
 
+def newer_filters(shell: Shell, push: Pusher) -> None:
+    assert shell.registry is not None
+    host = shell.registry.host
+    digest = push.push_image("library/python", "3.12", seed="3.12")
+    for tag in ("3.12.1-slim", "3.13", "3.13-slim", "3.14-rc1-slim", "3.14-slim", "4.0-slim"):
+        push.tag("library/python", tag, digest)
+    with WebhookSink() as hook:
+        shell.write(
+            "config.toml",
+            f"""\
+            [tagwatch]
+            database = "{shell.work / "tagwatch.db"}"
+            tag_list_ttl = "6h"          # the default
+
+            [[watch]]
+            image = "{host}/library/python:3.12"
+            newer = "minor"
+            newer_include = "-slim$"     # only -slim tags (of two numbers, like 3.12)
+            newer_exclude = ["-rc"]      # never a release candidate
+
+            [[notify]]
+            url = "{hook.url}"
+            """,
+        )
+        shell.cat("config.toml")
+        shell.run("check", "-c", "config.toml")
+        push.tag("library/python", "3.15-slim", digest)
+        shell.run("check", "-c", "config.toml")
+        shell.run("check", "--refresh-tags", "-c", "config.toml")
+        print("# what the webhook received:")
+        for message in hook.wait_for(2):
+            print(shell.shown(message["title"]))
+            print(textwrap.indent(shell.shown(message["message"]), "  "))
+
+
 SECTIONS: dict[str, Callable[[Shell, Pusher], None]] = {
     "first-steps": first_steps,
+    "newer-filters": newer_filters,
 }
 
 

@@ -249,7 +249,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         notifier = Notifier(config.notify, store) if config.notify else None
         with _client(config) as client:
-            report = run_cycle(config, store, client, notifier, hold_alerts=args.no_notify)
+            report = run_cycle(
+                config,
+                store,
+                client,
+                notifier,
+                hold_alerts=args.no_notify,
+                refresh_tags=args.refresh_tags,
+            )
         objects = _status_objects(config, store)
     finally:
         store.close()
@@ -900,6 +907,11 @@ def _check_arguments(p: argparse.ArgumentParser) -> None:
         "--no-notify",
         action="store_true",
         help="record events but hold their alerts back (they are not sent later)",
+    )
+    p.add_argument(
+        "--refresh-tags",
+        action="store_true",
+        help="read every tag list for newer versions now, not from the cache (tag_list_ttl)",
     )
 
 

@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Container, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import time
 from pathlib import Path
 from typing import Any, TypeVar
@@ -109,6 +109,7 @@ class Settings:
     first_check_notify: bool = False
     error_after: int = 3
     describe_moves: bool = True  # on a move, read both images' configs to say what changed
+    tag_list_ttl: float = 6 * 3600.0  # how long a repository's tag list (for `newer`) is reused
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +151,8 @@ class SourceConfig:
     max_age: float = 7 * DAY
     renotify: float = DAY
     newer: str | None = None
+    newer_include: tuple[str, ...] = ()
+    newer_exclude: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +241,7 @@ KEYS: Mapping[str, tuple[str, ...]] = {
         "first_check_notify",
         "error_after",
         "describe_moves",
+        "tag_list_ttl",
     ),
     "metrics": ("listen",),
     "registry": (
@@ -251,7 +255,18 @@ KEYS: Mapping[str, tuple[str, ...]] = {
         "rate",
         "endpoint",
     ),
-    "watch": ("image", "platforms", "notify", "mutable", "interval", "grace", "quiet", "newer"),
+    "watch": (
+        "image",
+        "platforms",
+        "notify",
+        "mutable",
+        "interval",
+        "grace",
+        "quiet",
+        "newer",
+        "newer_include",
+        "newer_exclude",
+    ),
     "pin": (
         "image",
         "platforms",
@@ -264,8 +279,20 @@ KEYS: Mapping[str, tuple[str, ...]] = {
         "grace",
         "quiet",
         "newer",
+        "newer_include",
+        "newer_exclude",
     ),
-    "source": ("path", "include", "exclude", "notify", "max_age", "renotify", "newer"),
+    "source": (
+        "path",
+        "include",
+        "exclude",
+        "notify",
+        "max_age",
+        "renotify",
+        "newer",
+        "newer_include",
+        "newer_exclude",
+    ),
     "notify": (
         "name",
         "url",
@@ -528,6 +555,27 @@ def _newer_policy(table: _Table) -> str | None:
     return value
 
 
+def _newer(table: _Table) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
+    """`newer` and its filters `newer_include`/`newer_exclude`: a regular expression or a
+    list of them, compiled here so that a bad one is a configuration error naming its key."""
+    policy = _newer_policy(table)
+    filters = []
+    for key in ("newer_include", "newer_exclude"):
+        value = table.get(key, (str, list), None)
+        patterns = [value] if isinstance(value, str) else list(value or [])
+        for pattern in patterns:
+            if not isinstance(pattern, str) or not pattern:
+                raise table.fail(key, "must be a regular expression or a list of them")
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise table.fail(key, f"bad regular expression {pattern!r}: {exc}") from None
+        if patterns and policy is None:
+            raise table.fail(key, 'filters newer versions: set newer = "patch", "minor" or "major"')
+        filters.append(tuple(patterns))
+    return policy, filters[0], filters[1]
+
+
 def _each(table: _Table, key: str, parse: Callable[[str], T]) -> tuple[T, ...]:
     """Parse every string of a list key; the first bad one fails naming the key."""
     out = []
@@ -687,6 +735,7 @@ def _read_settings(main: _Table, env: Mapping[str, str]) -> Settings:
         first_check_notify=main.get("first_check_notify", bool, False),
         error_after=main.integer("error_after", 3),
         describe_moves=main.get("describe_moves", bool, True),
+        tag_list_ttl=main.duration("tag_list_ttl", 6 * 3600.0),
     )
     if settings.interval <= 0:
         raise main.fail("interval", "must be longer than 0s")
@@ -790,6 +839,7 @@ def _read_target(table: _Table, kind: Kind) -> Target:
     if ref.tag is None:
         ref = ref.with_tag("latest")
     pin = kind is Kind.PIN
+    newer, newer_include, newer_exclude = _newer(table)
     return Target(
         kind=kind,
         ref=ref,
@@ -802,7 +852,9 @@ def _read_target(table: _Table, kind: Kind) -> Target:
         interval=_own_interval(table),
         grace=table.duration("grace", 0.0),
         quiet=_each(table, "quiet", parse_window),
-        newer=_newer_policy(table),
+        newer=newer,
+        newer_include=newer_include,
+        newer_exclude=newer_exclude,
     )
 
 
@@ -822,8 +874,9 @@ def _read_source(table: _Table, env: Mapping[str, str]) -> SourceConfig:
         notify=table.strings("notify"),
         max_age=table.duration("max_age", 7 * DAY),
         renotify=table.duration("renotify", DAY),
-        newer=_newer_policy(table),
     )
+    newer, newer_include, newer_exclude = _newer(table)
+    source = replace(source, newer=newer, newer_include=newer_include, newer_exclude=newer_exclude)
     table.finish()
     return source
 

@@ -47,7 +47,14 @@ def expand(config: Config) -> Config:
                 log.debug("%s: %s: %s has no tag; skipped", source.where, place, ref)
                 continue
             kind = Kind.PIN if ref.digest else Kind.WATCH
-            target = Target(kind=kind, ref=ref, notify=source.notify, newer=source.newer)
+            target = Target(
+                kind=kind,
+                ref=ref,
+                notify=source.notify,
+                newer=source.newer,
+                newer_include=source.newer_include,
+                newer_exclude=source.newer_exclude,
+            )
             if kind is Kind.PIN:
                 target = replace(target, max_age=source.max_age, renotify=source.renotify)
             if target.key in configured:

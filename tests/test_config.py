@@ -224,6 +224,29 @@ password_file = "${CREDENTIALS_DIRECTORY}/ghcr"
             ":3: watch[0].interval: must be longer than 0s",
         ),
         ('[[watch]]\nimage = "python"\n[surprise]\nx = 1\n', "surprise: unknown key 'surprise'"),
+        (
+            '[[watch]]\nimage = "python:3.12"\nnewer = "minor"\nnewer_include = "(-slim"\n',
+            ":4: watch[0].newer_include: bad regular expression '(-slim': missing ), "
+            "unterminated subpattern at position 0",
+        ),
+        (
+            '[[pin]]\nimage = "python:3.12@' + DIGEST + '"\nnewer = "patch"\n'
+            'newer_exclude = ["-rc", "[a-"]\n',
+            ":4: pin[0].newer_exclude: bad regular expression '[a-': unterminated character set",
+        ),
+        (
+            '[[watch]]\nimage = "python:3.12"\nnewer_exclude = "-rc"\n',
+            ':3: watch[0].newer_exclude: filters newer versions: set newer = "patch", "minor" or '
+            '"major"',
+        ),
+        (
+            '[[watch]]\nimage = "python:3.12"\nnewer = "minor"\nnewer_include = [""]\n',
+            ":4: watch[0].newer_include: must be a regular expression or a list of them",
+        ),
+        (
+            '[tagwatch]\ntag_list_ttl = "soon"\n',
+            ":2: tagwatch.tag_list_ttl: bad duration",
+        ),
     ],
 )
 def test_errors_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:
@@ -328,3 +351,25 @@ def test_registry_endpoint(
     else:
         with pytest.raises(ConfigError, match=error):
             load_config(path)
+
+
+def test_newer_filters_on_watches_pins_and_sources(tmp_path: Path) -> None:
+    (tmp_path / "repo").mkdir()
+    config = load_config(
+        write(
+            tmp_path,
+            '[tagwatch]\ntag_list_ttl = "1h"\n'
+            '[[watch]]\nimage = "python:3.12"\nnewer = "minor"\nnewer_include = "-slim$"\n'
+            '[[pin]]\nimage = "node:20.11.1-alpine3.20@' + DIGEST + '"\nnewer = "major"\n'
+            'newer_include = ["-alpine3\\\\.\\\\d+$"]\nnewer_exclude = ["-rc", "^2[4-9]"]\n'
+            '[[source]]\npath = "repo"\nnewer = "patch"\nnewer_exclude = "-beta"\n',
+        ),
+        env={},
+    )
+    watch, pin = config.targets
+    assert config.settings.tag_list_ttl == 3600
+    assert (watch.newer, watch.newer_include, watch.newer_exclude) == ("minor", ("-slim$",), ())
+    assert pin.newer_include == (r"-alpine3\.\d+$",) and pin.newer_exclude == ("-rc", "^2[4-9]")
+    [source] = config.sources
+    assert (source.newer, source.newer_include, source.newer_exclude) == ("patch", (), ("-beta",))
+    assert load_config(write(tmp_path, ""), env={}).settings.tag_list_ttl == 6 * 3600

@@ -91,3 +91,53 @@ def test_newer_versions_are_reported_once(
     assert "22.1.0" not in webhook.received[1]["message"].split("newest")[0]
     assert setup("check").code == 0
     assert len(webhook.received) == 2
+
+
+def test_filters_ttl_and_refresh_through_check(
+    registry_anonymous: Registry, tmp_path: Path, webhook: WebhookSink
+) -> None:
+    push = Pusher(registry_anonymous)
+    repo, base = unique_repo("python"), unique_repo("base")
+    image, base_image = (f"{registry_anonymous.host}/{r}" for r in (repo, base))
+    digest = push.push_image(repo, "3.12", seed="p")
+    for name in ("3.13", "3.13-slim", "3.14-rc1-slim", "3.12.1-slim", "4.0-slim"):
+        push.tag(repo, name, digest)
+    push.tag(base, "1.0-bookworm", push.push_image(base, "1.0-bookworm", seed="b"))
+    push.tag(base, "1.1-trixie", push.push_image(base, "1.1-trixie", seed="c"))
+    push.tag(base, "1.2-beta-trixie", push.push_image(base, "1.2-beta-trixie", seed="d"))
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "Dockerfile").write_text(f"FROM {base_image}:1.0-bookworm\n")
+    setup = Setup(tmp_path)
+    setup.watch(f"{image}:3.12", newer="minor", newer_include="-slim$",
+                newer_exclude=["-rc"]).notify(webhook.url)
+    setup.add('[[source]]\npath = "src"\nnewer = "minor"\nnewer_include = "-[a-z]+$"\n'
+              'newer_exclude = "beta"\n')
+    run = setup("check", "--json")
+    assert run.code == 0, run.err
+    found = {o["image"]: o["newer"] for o in run.json()}
+    # only -slim, never -rc; two numbers like 3.12 (not 3.12.1-slim); minor: not 4.0-slim
+    assert found == {image: ["3.13-slim"], base_image: ["1.1-trixie"]}
+    webhook.wait_for(2)
+
+    push.tag(repo, "3.15-slim", digest)
+    mark = registry_anonymous.mark()
+    assert setup("check").code == 0  # within tag_list_ttl (6h): the cached list, no request
+    assert registry_anonymous.requests(since=mark, path_contains="/tags/list",
+                                       exclude_agent="tagwatch-test-pusher") == []
+    assert len(webhook.received) == 2
+
+    refreshed = setup("check", "--refresh-tags", "--json")
+    assert refreshed.code == 0
+    listed = registry_anonymous.requests(since=mark, path_contains="/tags/list",
+                                         exclude_agent="tagwatch-test-pusher")
+    assert len(listed) == 2  # both repositories, once each
+    assert {o["image"]: o["newer"] for o in refreshed.json()}[image] == ["3.13-slim", "3.15-slim"]
+    webhook.wait_for(3)
+    assert "newer: 3.15-slim" in webhook.received[2]["message"]
+
+    # tag_list_ttl = "0s": every check reads the lists
+    setup.parts[0] = setup.parts[0].replace("[tagwatch]\n", '[tagwatch]\ntag_list_ttl = "0s"\n')
+    push.tag(repo, "3.16-slim", digest)
+    assert setup("check").code == 0
+    webhook.wait_for(4)
+    assert "newer: 3.16-slim" in webhook.received[3]["message"]

@@ -70,3 +70,39 @@ def test_never_crashes_and_only_same_track(tag: str, tags: list[str], policy: st
         version = parse_version(text)
         assert current is not None and version is not None
         assert version.track == current.track and version.numbers > current.numbers
+
+
+@pytest.mark.parametrize(
+    ("tag", "policy", "include", "exclude", "expected"),
+    [
+        # exclude narrows the track
+        ("3.12.7", "minor", (), (r"^3\.12\.10$",), ["3.12.8", "3.13.0"]),
+        ("3.12.7", "major", (), (r"^4\.", r"\.8$"), ["3.12.10", "3.13.0"]),
+        # include chooses the suffix: `3.12` is offered the -slim tags of its form
+        ("3.12", "minor", (r"-slim$",), (), ["3.13-slim", "3.14-slim"]),
+        ("3.12", "major", (r"-slim$",), (), ["3.13-slim", "3.14-slim", "4.0-slim"]),
+        # …across a base-image suffix that changes with each release
+        ("20.11.1-alpine3.20", "minor", (r"-alpine3\.\d+$",), (),
+         ["20.12.0-alpine3.20", "20.12.0-alpine3.21"]),
+        ("20.11.1-alpine3.20", "minor", (r"-alpine3\.\d+$",), (r"alpine3\.20$",),
+         ["20.12.0-alpine3.21"]),
+        # include also narrows: only the patterns' tags; the form (v, how many numbers) holds
+        ("3.12.7", "major", (r"^3\.",), (), ["3.12.8", "3.12.9-slim", "3.12.10", "3.13.0",
+                                             "3.13.0-rc1"]),
+        ("3.12.7", "major", (r"^3\.",), (r"-rc\d*$",), ["3.12.8", "3.12.9-slim", "3.12.10",
+                                                        "3.13.0"]),
+        ("3.12.7", "minor", (r"^v",), (), []),  # v3.12.8 is another form
+        ("3.12-slim", "major", (r"-none-such$",), (), []),
+    ],
+)
+def test_newer_filters(
+    tag: str, policy: str, include: tuple[str, ...], exclude: tuple[str, ...],
+    expected: list[str],
+) -> None:
+    assert newer_versions(tag, TAGS, policy, include, exclude) == expected
+
+
+def test_filters_never_see_a_tag_longer_than_the_spec_allows() -> None:
+    long = "3.13-" + "a" * 124  # 129 characters: no registry may name a tag so
+    assert newer_versions("3.12", ["3.13-slim", long], "minor", (r"-",)) == ["3.13-slim"]
+    assert newer_versions("3.12", [long[:128]], "minor", (r"-a+$",)) == [long[:128]]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from tagwatch.check.decide import decide_all
 from tagwatch.check.deliver import deliver
@@ -42,6 +42,7 @@ def run_cycle(
     *,
     clock: Callable[[], datetime] = utcnow,
     hold_alerts: bool = False,
+    refresh_tags: bool = False,
     targets: Sequence[Target] | None = None,
     slots: threading.Semaphore | None = None,
     abort: threading.Event | None = None,
@@ -49,7 +50,8 @@ def run_cycle(
     """Check every target once (or `targets`), record, and deliver alerts.
 
     `slots` is shared by cycles that run at the same time (the daemon's per-registry jobs), so
-    that `concurrency` bounds the requests in flight across all of them. Once `abort` is set
+    that `concurrency` bounds the requests in flight across all of them. `refresh_tags`: read
+    tag lists for newer versions anew, whatever their age in the cache. Once `abort` is set
     (the daemon is stopping) no new request starts and nothing of the cycle is recorded."""
     settings = config.settings
     targets = list(config.targets if targets is None else targets)
@@ -62,7 +64,8 @@ def run_cycle(
         return _finish(report, clock, error=str(exc))
     observations = resolve(targets, known, client, workers, abort)
     facts = pin_facts(targets, known, observations, client, workers, now)
-    newer = find_newer(targets, observations, store, client, workers, now)
+    ttl = timedelta(seconds=0 if refresh_tags else settings.tag_list_ttl)
+    newer = find_newer(targets, observations, store, client, workers, now, ttl)
     outcomes = decide_all(
         targets,
         known,

@@ -1,6 +1,7 @@
 """Phase 4, newer versions: for targets with a `newer` policy, the version tags above theirs
-in their track. A repository's tag list is read at most once per TAG_LIST_TTL (cached in the
-store), shared by every target of that repository."""
+in their track (narrowed or chosen by `newer_include`/`newer_exclude`). A repository's tag
+list is read at most once per `[tagwatch] tag_list_ttl` (cached in the store; `check
+--refresh-tags` reads it anew), shared by every target of that repository."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ __all__ = ["TAG_LIST_TTL", "find_newer", "with_newer"]
 
 log = logging.getLogger("tagwatch.cycle")
 
-TAG_LIST_TTL = timedelta(hours=6)
+TAG_LIST_TTL = timedelta(hours=6)  # the default of [tagwatch] tag_list_ttl
 
 Repository = tuple[str, str]  # (registry, repository)
 TagList = tuple[list[str], bool]  # (tags, complete)
@@ -36,9 +37,11 @@ def find_newer(
     client: RegistryClient,
     workers: Workers,
     now: datetime,
+    ttl: timedelta = TAG_LIST_TTL,
 ) -> dict[str, list[str]]:
     """Target key -> newer version tags in its track, for targets with a `newer` policy whose
-    tag resolved in this check."""
+    tag resolved in this check. A cached tag list younger than `ttl` is used (`ttl` 0: every
+    list is read anew)."""
     wanted = [
         t
         for t in targets
@@ -53,7 +56,7 @@ def find_newer(
         if key in lists or key in fetch:
             continue
         cached = store.tag_list(*key)
-        if cached is not None and now - cached[1] < TAG_LIST_TTL:
+        if cached is not None and now - cached[1] < ttl:
             lists[key] = cached[0]
         else:
             fetch[key] = target.ref.without_digest()
@@ -82,7 +85,9 @@ def find_newer(
             continue
         assert target.newer is not None
         try:
-            out[target.key] = newer_versions(target.tag, found, target.newer)
+            out[target.key] = newer_versions(
+                target.tag, found, target.newer, target.newer_include, target.newer_exclude
+            )
         except Exception as exc:  # noqa: BLE001 - a tag list is the registry's text: a bug
             # on one list costs that target its newer versions, not the cycle
             log.warning("%s: newer versions unknown: %s", target.display, describe_failure(exc))

@@ -84,6 +84,8 @@ class Target:
     grace: float = 0.0  # seconds a move waits before it is alerted (a re-push merges)
     quiet: tuple[tuple[time, time], ...] = ()  # UTC windows without alerts
     newer: str | None = None  # report newer version tags: patch | minor | major
+    newer_include: tuple[str, ...] = ()  # regexes: only newer tags matching one of them
+    newer_exclude: tuple[str, ...] = ()  # regexes: never newer tags matching one of them
 
     @property
     def key(self) -> str:
