@@ -290,19 +290,42 @@ def _report(
             }
             for e in result.events
         ]
+    registry_events = _registry_events(report)
+    for obj in objects:
+        mine = registry_events.get(obj["image"].split("/", 1)[0])
+        if mine:
+            obj["registry_events"] = mine
     if as_json:
         print(json.dumps(objects, indent=2))
         return
     _print_targets(objects, events)
+    for event in report.registry_events:
+        count = event.details.get("targets")
+        if event.kind.value == "error":
+            print(
+                f"{event.subject} is down: one error alert for its {count} watches and pins "
+                "(not one each)"
+            )
+        else:
+            print(f"{event.subject} answers again: one {event.kind.value} alert")
     failed = sum(1 for r in report.results if r.failed)
     moved = sum(1 for r in report.results if r.moved)
+    count = sum(len(v) for v in events.values()) + len(report.registry_events)
     summary = (
         f"{len(report.results)} checked, {moved} moved, {failed} failed, "
-        f"{sum(len(v) for v in events.values())} events, {report.sent} alerts sent"
+        f"{count} events, {report.sent} alerts sent"
     )
     if report.send_failures:
         summary += f", {report.send_failures} alerts failed (will retry)"
     print(summary)
+
+
+def _registry_events(report: CycleReport) -> dict[str, list[dict[str, Any]]]:
+    """A registry's own events (down, answering again), by host, for `check --json`."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for event in report.registry_events:
+        out.setdefault(event.image, []).append({"event": event.kind.value, **event.details})
+    return out
 
 
 def cmd_status(args: argparse.Namespace) -> int:

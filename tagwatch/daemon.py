@@ -423,6 +423,7 @@ class Daemon:
         self._last_report[job_id] = report
         self._done[job_id] = time.monotonic()
         events = [e.kind.value for r in report.results for e in r.events]
+        events += [e.kind.value for e in report.registry_events]
         finished = (report.finished or report.started).timestamp()
         self.metrics.observe_cycle(seconds, report.failed, events, finished)
         for _ in range(report.sent):

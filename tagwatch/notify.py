@@ -60,6 +60,8 @@ _PIN_KINDS = (EventKind.STALE, EventKind.CURRENT, EventKind.PIN_MISSING)
 
 def render(event: Event) -> tuple[str, str]:
     """Title and body of an alert: plain text that also reads well as Markdown."""
+    if event.registry_wide:
+        return _render_registry(event)
     title = f"[tagwatch] {event.kind.value}: {event.image}:{event.tag}{_whose(event)}"
     d: Mapping[str, Any] = event.details
     lines = [f"{event.image}:{event.tag} {_SUMMARY[event.kind]}."]
@@ -72,6 +74,40 @@ def render(event: Event) -> tuple[str, str]:
     lines.append(f"seen: {format_time(event.at)}")
     if d.get("source"):
         lines.append(f"source: {d['source']}")
+    return title, "\n".join(lines)
+
+
+#: How many held-up watches and pins a registry's `error` alert names before "and N more".
+HELD_UP_SHOWN = 10
+
+
+def _render_registry(event: Event) -> tuple[str, str]:
+    """A registry's own alert (core.outage): `error` when it is down, `recovered` when it
+    answers again. The title names the registry and how many watches and pins it holds up."""
+    d: Mapping[str, Any] = event.details
+    host, count = event.image, int(d.get("targets") or 0)
+    things = "1 watch or pin" if count == 1 else f"{count} watches and pins"
+    if event.kind is EventKind.ERROR:
+        title = f"[tagwatch] error: registry {host} is down ({things} held up)"
+        held = [str(h) for h in d.get("held_up") or []]
+        shown = ", ".join(held[:HELD_UP_SHOWN])
+        if len(held) > HELD_UP_SHOWN:
+            shown += f" and {len(held) - HELD_UP_SHOWN} more"
+        lines = [
+            f"registry {host} is down: every check of its watches and pins failed.",
+            f"error: {d.get('error')}",
+            f"failed checks in a row: {d.get('failures')}",
+            f"held up: {things}" + (f" ({shown})" if shown else ""),
+            "each watch's and pin's error: tagwatch status",
+        ]
+    else:
+        title = f"[tagwatch] {event.kind.value}: registry {host} answers again ({things})"
+        down = format_duration(float(d.get("down_seconds") or 0))
+        lines = [
+            f"registry {host} answers again.",
+            f"down since: {d.get('down_since')} ({down})",
+        ]
+    lines.append(f"seen: {format_time(event.at)}")
     return title, "\n".join(lines)
 
 
@@ -221,7 +257,7 @@ def format_body(event: Event, text: str, fmt: str) -> str:
     if fmt == "text":
         return text
     headline, *lines = text.split("\n")
-    page = registry_page(event.image)
+    page = None if event.registry_wide else registry_page(event.image)
     if fmt == "markdown":
         out = [f"**{headline}**", ""]
         for line in lines:
@@ -266,7 +302,7 @@ def template_fields(event: Event) -> dict[str, str]:
         "kind": event.kind.value,
         "image": event.image,
         "tag": event.tag,
-        "ref": f"{event.image}:{event.tag}",
+        "ref": event.subject,
         "old_digest": event.old_digest or "",
         "new_digest": event.new_digest or "",
         "pinned": event.pinned or "",
@@ -540,7 +576,7 @@ class Notifier:
         self, deliveries: Sequence[Delivery], channel: Channel, error: str | None, now: datetime
     ) -> int:
         what = ", ".join(
-            f"{d.event.kind.value} {d.event.image}:{d.event.tag}" for d in deliveries[:5]
+            f"{d.event.kind.value} {d.event.subject}" for d in deliveries[:5]
         ) + (f" and {len(deliveries) - 5} more" if len(deliveries) > 5 else "")
         for delivery in deliveries:
             if error is None:

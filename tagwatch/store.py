@@ -7,6 +7,8 @@ tag's `checked_at` in place and adds no row. A stretch (one row of `stretches`) 
 time during which the tag pointed at one digest; the open stretch (last_seen NULL) ends at
 the tag's `checked_at`.
 
+A registry alerted down (core.outage) is a row of `meta`, `outage:HOST`, until it answers.
+
 Use a Store from one thread only (sqlite3's check_same_thread); the cycle does all its
 database work on its own thread and only the HTTP on worker threads.
 """
@@ -35,6 +37,7 @@ from tagwatch.core.model import (
     Missing,
     Observation,
     Outcome,
+    PlannedEvent,
     Resolved,
     Route,
     State,
@@ -43,6 +46,7 @@ from tagwatch.core.model import (
     TagView,
     TargetView,
 )
+from tagwatch.core.outage import Outage
 from tagwatch.core.times import format_time, parse_time
 from tagwatch.errors import StoreError
 
@@ -51,6 +55,8 @@ __all__ = ["Delivery", "StatusRow", "Store"]
 # Applied migrations (tagwatch.migrations), in order: when the database has all of them,
 # opening it needs no sqlite-utils at all.
 MIGRATIONS = ("m001_initial", "m002_delivery_due", "m003_newer_versions")
+
+_OUTAGE = "outage:"  # meta keys of the registries alerted down
 
 
 class _Connection:
@@ -146,6 +152,9 @@ class Store:
         self._lock = threading.RLock()
         # Held while the outbox is being sent, so two cycles never send one delivery twice.
         self.outbox_lock = threading.Lock()
+        # Held from reading the registries' outages to recording a cycle (check.outages), so
+        # two cycles of one registry never both alert that it went down.
+        self.outage_lock = threading.Lock()
         try:
             if path != ":memory:":
                 directory = os.path.dirname(os.path.abspath(path))
@@ -293,25 +302,32 @@ class Store:
         observations: Mapping[TagKey, Observation],
         outcomes: Sequence[Outcome],
         hold: bool = False,
+        *,
+        registry_events: Sequence[PlannedEvent] = (),
+        outages: Mapping[str, Outage | None] | None = None,
     ) -> list[int]:
         """Record one cycle in one transaction; returns the new events' ids, in order.
 
         Every observed tag is written; a target only when its state changed. Each event's
         routes become its deliveries (`hold`: pending ones are recorded as held, not sent);
         the pending deliveries of the events an outcome supersedes become merged.
+        `registry_events` are the registries' own (check.outages), `outages` the registries
+        whose outage state changed (None: answering again).
         """
         stamp = format_time(now)
         with self._errors("recording a check"), self.db.atomic():
             tag_ids = self._record_tags(observations, stamp)
             for outcome in outcomes:
                 self._record_target(outcome, tag_ids)
+            for host, outage in (outages or {}).items():
+                self._record_outage(host, outage)
             ids: list[int] = []
-            for outcome in outcomes:
-                for planned in outcome.events:
-                    event_id = self._insert_event(planned.event)
-                    ids.append(event_id)
-                    for route in planned.routes:
-                        self._insert_delivery(event_id, route, hold)
+            planned_events = [p for outcome in outcomes for p in outcome.events]
+            for planned in [*planned_events, *registry_events]:
+                event_id = self._insert_event(planned.event)
+                ids.append(event_id)
+                for route in planned.routes:
+                    self._insert_delivery(event_id, route, hold)
             superseded = [i for outcome in outcomes for i in outcome.superseded]
             if superseded:  # moves within a grace period, now covered by a later event
                 marks = ",".join("?" * len(superseded))
@@ -355,6 +371,33 @@ class Store:
             f"ON CONFLICT(key) DO UPDATE SET {updates}",
             list(row.values()),
         )
+
+    def _record_outage(self, host: str, outage: Outage | None) -> None:
+        key = _OUTAGE + host
+        if outage is None:
+            self.db.execute("DELETE FROM meta WHERE key = ?", [key])
+        else:
+            self.db.execute(
+                "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET "
+                "value = excluded.value",
+                [key, _json(outage.as_dict())],
+            )
+
+    def registry_outages(self) -> dict[str, Outage]:
+        """The registries alerted down (core.outage), by host."""
+        with self._errors("reading registry outages"):
+            rows = self.db.execute(
+                "SELECT key, value FROM meta WHERE key LIKE ?", [_OUTAGE + "%"]
+            ).fetchall()
+        out = {}
+        for key, value in rows:
+            data = json.loads(value)
+            since = parse_time(data.get("since"))
+            if since is not None:
+                out[key[len(_OUTAGE) :]] = Outage(
+                    since, str(data.get("message", "")), int(data.get("targets", 0))
+                )
+        return out
 
     def _insert_delivery(self, event_id: int, route: Route, hold: bool) -> None:
         state = route.state

@@ -6,6 +6,7 @@
     newer      newer version tags, for targets with a `newer` policy (tag lists cached)
     decide     per target, the pure `core.drift.decide`; grace merging; each alert's routes
     describe   for moves: what changed between the old and the new image
+    outages    per registry, `core.outage.decide_outage`: a registry down is one alert
     record     the whole cycle in one transaction
     deliver    every due delivery of the outbox
 

@@ -1,6 +1,6 @@
 """One check cycle, phase by phase (each phase is a module of this package):
 
-    recall → resolve → pin facts → newer → decide → describe → record → deliver
+    recall → resolve → pin facts → newer → decide → describe → outages → record → deliver
 
 `run_cycle` is what `tagwatch check` runs once and the daemon runs on a schedule."""
 
@@ -14,6 +14,7 @@ from tagwatch.check.decide import decide_all
 from tagwatch.check.deliver import deliver
 from tagwatch.check.describe import describe_moves
 from tagwatch.check.newer import find_newer
+from tagwatch.check.outages import registry_outages
 from tagwatch.check.pinfacts import pin_facts
 from tagwatch.check.recall import recall
 from tagwatch.check.record import record
@@ -66,26 +67,38 @@ def run_cycle(
     facts = pin_facts(targets, known, observations, client, workers, now)
     ttl = timedelta(seconds=0 if refresh_tags else settings.tag_list_ttl)
     newer = find_newer(targets, observations, store, client, workers, now, ttl)
+    policy = Policy(settings.first_check_notify, settings.error_after)
     outcomes = decide_all(
         targets,
         known,
         observations,
         facts,
         newer,
-        policy=Policy(settings.first_check_notify, settings.error_after),
+        policy=policy,
         now=now,
         store=store,
         notifier=notifier,
     )
     if settings.describe_moves:
         outcomes = describe_moves(outcomes, known, observations, client, workers)
-    report.results = [TargetResult.of(outcome) for outcome in outcomes]
     # A request cut short by a shutdown is not a failed check: record nothing.
     if abort is not None and abort.is_set():
+        report.results = [TargetResult.of(outcome) for outcome in outcomes]
         report.abandoned = True
         return _finish(report, clock)
     try:
-        record(store, now, observations, outcomes, hold=hold_alerts)
+        with store.outage_lock:
+            decided = registry_outages(
+                config.targets,
+                outcomes,
+                store.registry_outages(),
+                policy=policy,
+                now=now,
+                notifier=notifier,
+            )
+            report.results = [TargetResult.of(outcome) for outcome in decided.outcomes]
+            report.registry_events = [planned.event for planned in decided.events]
+            record(store, now, observations, decided, hold=hold_alerts)
     except StoreError as exc:
         return _finish(report, clock, error=f"{exc}; nothing from this cycle was recorded")
     if notifier is not None and not hold_alerts:

@@ -1,4 +1,4 @@
-"""Phase 8, deliver: every due delivery of the outbox, this cycle's and any that failed or
+"""Phase 9, deliver: every due delivery of the outbox, this cycle's and any that failed or
 waited before (a failed one stays pending and is retried next cycle)."""
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ class CycleReport:
     started: datetime
     finished: datetime | None = None
     results: list[TargetResult] = field(default_factory=list)
+    registry_events: list[Event] = field(default_factory=list)  # a registry down, or back
     sent: int = 0
     send_failures: int = 0
     error: str | None = None  # a cycle-level failure (the database), not a target's

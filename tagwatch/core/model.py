@@ -24,6 +24,7 @@ __all__ = [
     "Outcome",
     "PlannedEvent",
     "Policy",
+    "REGISTRY_TARGET",
     "Resolved",
     "Route",
     "State",
@@ -183,18 +184,33 @@ class Policy:
     error_after: int = 3
 
 
+#: `Event.target` of a registry's own events (core.outage): `registry:HOST`.
+REGISTRY_TARGET = "registry:"
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     kind: EventKind
-    target: str  # Target.key
-    image: str  # canonical repository
-    tag: str
+    target: str  # Target.key, or `registry:HOST` for a registry's own events
+    image: str  # canonical repository (a registry's own events: the registry host)
+    tag: str  # ("" for a registry's own events)
     at: datetime
     pinned: str | None = None
     old_digest: str | None = None
     new_digest: str | None = None
     platforms_changed: tuple[str, ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def registry_wide(self) -> bool:
+        """About a whole registry (down, answering again), not one watch or pin."""
+        return self.target.startswith(REGISTRY_TARGET)
+
+    @property
+    def subject(self) -> str:
+        """What the event is about, as titles and logs name it: `image:tag`, or
+        `registry HOST`."""
+        return f"registry {self.image}" if self.registry_wide else f"{self.image}:{self.tag}"
 
 
 # --- what one check decided for one target, on its way to the store and the outbox ----------
