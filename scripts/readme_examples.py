@@ -1,7 +1,8 @@
 """README examples, for real: `.venv/bin/python scripts/readme_examples.py [SECTION…]`.
 
 Sections: `first-steps` (what a new user's mistakes print), `newer-filters` (newer versions
-with `newer_include`/`newer_exclude`, the tag-list cache and `check --refresh-tags`). Each
+with `newer_include`/`newer_exclude`, the tag-list cache and `check --refresh-tags`),
+`json-alerts` (a `format = "json"` alert as a json:// webhook receives it). Each
 starts what it needs (the distribution registry on loopback, a local webhook), runs the real
 `tagwatch` command line and prints `$ command` and what it wrote. Only these are edited in
 the output: temporary directories are shown as `/tmp/demo`, the registry's address as
@@ -10,6 +11,7 @@ the output: temporary directories are shown as `/tmp/demo`, the registry's addre
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -155,9 +157,46 @@ def newer_filters(shell: Shell, push: Pusher) -> None:
             print(textwrap.indent(shell.shown(message["message"]), "  "))
 
 
+def json_alerts(shell: Shell, push: Pusher) -> None:
+    assert shell.registry is not None
+    host = shell.registry.host
+    platforms = ["linux/amd64", "linux/arm64"]
+    version = "org.opencontainers.image.version"
+    push.push_index("library/python", "3.12-slim", platforms, seed="a", labels={version: "3.12.7"})
+    with WebhookSink() as hook:
+        shell.write(
+            "config.toml",
+            f"""\
+            [tagwatch]
+            database = "{shell.work / "tagwatch.db"}"
+
+            [[watch]]
+            image = "{host}/library/python:3.12-slim"
+            platforms = ["linux/arm64"]
+
+            [[notify]]
+            url = "{hook.url}"
+            format = "json"
+            """,
+        )
+        shell.cat("config.toml")
+        shell.run("check", "-c", "config.toml")
+        push.push_index("library/python", "3.12-slim", platforms, seed="b",
+                        labels={version: "3.12.8"})
+        shell.run("check", "-c", "config.toml")
+        [envelope] = hook.wait_for(1)
+        print("# what the json:// webhook received: apprise's envelope, the object as its message")
+        shown = dict(envelope, message="…")
+        print(shell.shown(json.dumps(shown)))
+        print("# the message, parsed:")
+        obj = json.loads(envelope["message"])
+        print(shell.shown(json.dumps(obj, indent=2, ensure_ascii=False)))
+
+
 SECTIONS: dict[str, Callable[[Shell, Pusher], None]] = {
     "first-steps": first_steps,
     "newer-filters": newer_filters,
+    "json-alerts": json_alerts,
 }
 
 

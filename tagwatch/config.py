@@ -131,7 +131,7 @@ class NotifyConfig:
     tags: tuple[str, ...] = ()
     events: frozenset[str] | None = None  # None: every event
     name: str | None = None
-    format: str | None = None  # text | markdown | html; None: by the URL's scheme
+    format: str | None = None  # text | markdown | html | json; None: by the URL's scheme
     mode: str = "each"  # each | summary | digest
     schedule: tuple[time, ...] = ()  # digest: daily UTC times
     title: str | None = None  # string.Template overrides
@@ -598,8 +598,8 @@ def _mode(table: _Table) -> str:
 
 def _body_format(table: _Table) -> str | None:
     value: str | None = table.string("format")
-    if value is not None and value not in ("text", "markdown", "html"):
-        raise table.fail("format", f"unknown format {value!r} (text, markdown or html)")
+    if value is not None and value not in ("text", "markdown", "html", "json"):
+        raise table.fail("format", f"unknown format {value!r} (text, markdown, html or json)")
     return value
 
 
@@ -911,7 +911,7 @@ def _read_notify(table: _Table, env: Mapping[str, str], names: set[str]) -> Noti
         if name in names:
             raise table.fail("name", f"name '{name}' is used twice")
         names.add(name)
-    return NotifyConfig(
+    notify = NotifyConfig(
         where=name or f"notify[{table.index}]",
         url=url,
         tags=table.strings("tags"),
@@ -923,6 +923,9 @@ def _read_notify(table: _Table, env: Mapping[str, str], names: set[str]) -> Noti
         title=table.string("title"),
         body=table.string("body"),
     )
+    if notify.format == "json" and notify.body is not None:
+        raise table.fail("body", 'format = "json" sends the event\'s JSON object: no body template')
+    return notify
 
 
 def check_secrets(config: Config, env: Mapping[str, str] | None = None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import json
 import logging
 import re
 import string
@@ -23,6 +24,7 @@ from typing import Any
 from tagwatch.config import NotifyConfig
 from tagwatch.core.durations import format_duration
 from tagwatch.core.model import DeliveryState, Event, EventKind, Route, Target
+from tagwatch.core.payload import batch_object, event_object
 from tagwatch.core.schedule import in_windows, next_time
 from tagwatch.core.times import format_time
 from tagwatch.errors import ConfigError
@@ -228,6 +230,13 @@ HTML_SCHEMES = frozenset(
 )
 
 
+# apprise schemes that deliver the body as it is, with no envelope of their own: a JSON alert
+# is the whole payload there (MQTT publishes the body as the message). Everywhere else (json://,
+# form://, xml://, ntfy, chat services) the JSON object is the message text of apprise's own
+# payload.
+RAW_BODY_SCHEMES = frozenset({"mqtt", "mqtts"})
+
+
 def registry_page(image: str) -> str | None:
     """The web page of a repository on registries that have one."""
     host, _, repository = image.partition("/")
@@ -242,9 +251,13 @@ def registry_page(image: str) -> str | None:
     return None
 
 
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].strip().lower()
+
+
 def body_format(url: str) -> str:
     """`markdown`, `html` or `text` for an apprise URL, by its scheme."""
-    scheme = url.split("://", 1)[0].lower()
+    scheme = _scheme(url)
     if scheme in MARKDOWN_SCHEMES:
         return "markdown"
     if scheme in HTML_SCHEMES:
@@ -423,6 +436,7 @@ class Channel:
     _apprise: Any
     _secrets: list[str]
     format: str = "text"
+    raw_body: bool = False  # the target sends the body as it is (RAW_BODY_SCHEMES)
 
     @property
     def where(self) -> str:
@@ -435,8 +449,12 @@ class Channel:
 
     def template(self, event: Event) -> tuple[str, str]:
         """Title and body: the target's templates (string.Template, `$field`), else the
-        standard rendering."""
+        standard rendering; with `format = "json"` the body is the event's JSON object."""
         title, body = render(event)
+        if self.format == "json":
+            if self.config.title is not None:
+                title = string.Template(self.config.title).safe_substitute(template_fields(event))
+            return title, json.dumps(event_object(event, title))
         if self.config.title is None and self.config.body is None:
             return title, body
         fields = template_fields(event)
@@ -465,8 +483,10 @@ class Channel:
         import apprise
 
         fmt = self.format
-        if event is not None:
+        if event is not None and fmt != "json":
             body = format_body(event, body, fmt)
+        if fmt == "json" and self.raw_body:
+            title = ""  # the body is the whole payload: no title line in front of it
         formats = {"markdown": apprise.NotifyFormat.MARKDOWN, "html": apprise.NotifyFormat.HTML}
 
         capture = _Capture()
@@ -516,7 +536,13 @@ class Notifier:
             masked = str(obj[0].url(privacy=True))  # type: ignore[no-untyped-call]
             secrets = _secret_parts(url)
             channel = Channel(
-                config, store.notify_id(url), "", obj, secrets, config.format or body_format(url)
+                config,
+                store.notify_id(url),
+                "",
+                obj,
+                secrets,
+                config.format or body_format(url),
+                raw_body=_scheme(url) in RAW_BODY_SCHEMES,
             )
             channel.masked = channel.scrub(masked)
             self.channels.append(channel)
@@ -567,6 +593,10 @@ class Notifier:
         for channel_id, deliveries in batches.items():
             channel = by_id[channel_id]
             title, body = render_batch([d.event for d in deliveries], channel.config.mode)
+            if channel.format == "json":
+                events = [d.event for d in deliveries]
+                titles = [channel.template(e)[0] for e in events]
+                body = json.dumps(batch_object(events, channel.config.mode, now(), titles))
             error = channel.send(title, body, EventKind.MOVED)
             ok = self._mark(deliveries, channel, error, now())
             sent, failed = sent + ok, failed + (1 - ok)
@@ -600,5 +630,6 @@ class Notifier:
         )
         results = []
         for channel in self.channels:
-            results.append((channel, channel.send(title, body, EventKind.TEST)))
+            text = json.dumps(event_object(event, title)) if channel.format == "json" else body
+            results.append((channel, channel.send(title, text, EventKind.TEST)))
         return results

@@ -120,17 +120,17 @@ def test_unusable_apprise_url_names_the_scheme_only(tmp_path: Path, url: str,
 
 def test_a_plugin_missing_its_package_says_which(tmp_path: Path) -> None:
     try:
-        import paho.mqtt  # noqa: F401
+        import gntp  # type: ignore[import-not-found]  # noqa: F401
     except ImportError:
         pass
     else:  # pragma: no cover - depends on what is installed
-        pytest.fail("paho-mqtt is installed here: this test needs a plugin whose package is not")
+        pytest.fail("gntp is installed here: this test needs a plugin whose package is not")
     path = tmp_path / "config.toml"
-    path.write_text('[[notify]]\nurl = "mqtt://bot:sEcReT@broker.test/tagwatch"\n')
+    path.write_text('[[notify]]\nurl = "growl://sEcReT@growl.test/"\n')
     line = one_line(tagwatch("validate", "-c", str(path)).err)
-    assert "notify[0].url: apprise's mqtt:// (MQTT Notification) cannot be used: it needs " \
-           "paho-mqtt" in line
-    assert "sEcReT" not in line and "broker.test" not in line
+    assert "notify[0].url: apprise's growl:// (Growl) cannot be used: it needs gntp, which " \
+           "is not installed" in line
+    assert "sEcReT" not in line and "growl.test" not in line
 
 
 # --- resolve needs no config ---------------------------------------------------------------

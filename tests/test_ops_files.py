@@ -24,6 +24,7 @@ TOP_LEVEL = {
     "prometheus/tagwatch-alerts.yml": "prometheus/tagwatch-alerts.yml",
     "grafana/tagwatch.json": "grafana/tagwatch.json",
     "config.example.toml": "config.example.toml",
+    "alert.schema.json": "alert.schema.json",
 }
 
 

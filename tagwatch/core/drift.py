@@ -67,6 +67,14 @@ def changed_platforms(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[s
     return tuple(sorted(p for p in set(old) | set(new) if old.get(p) != new.get(p)))
 
 
+def platform_moves(
+    old: Mapping[str, str], new: Mapping[str, str], changed: Sequence[str]
+) -> dict[str, dict[str, str | None]]:
+    """For each changed platform, its image digest before and now (None: absent then/now),
+    kept in a move's details as `platform_digests` for the alert."""
+    return {p: {"previous": old.get(p), "digest": new.get(p)} for p in changed}
+
+
 def pin_is_current(pinned: str, seen: Resolved) -> bool:
     """A pin is current while the tag resolves to it: the tag's own digest (index or
     manifest) or one of the platform images inside the tag's index."""
@@ -215,6 +223,11 @@ def _seen(
             old_digest=before.digest,
             new_digest=obs.digest,
             platforms_changed=changed,
+            details=(
+                {"platform_digests": platform_moves(before.platforms, obs.platforms, changed)}
+                if changed
+                else {}
+            ),
         )
         return (returned,), moved
     if before.digest == obs.digest:
@@ -235,6 +248,8 @@ def _move(
     if filtered and not any(p in target.platforms for p in changed):
         return None
     details: dict[str, Any] = {}
+    if changed:
+        details["platform_digests"] = platform_moves(before.platforms, obs.platforms, changed)
     earlier = next((s for s in history if s.digest == obs.digest), None)
     if earlier is not None:
         details["back_to"] = format_time(earlier.first_seen)

@@ -18,6 +18,7 @@ FILES: dict[str, str] = {
     "prometheus/tagwatch-alerts.yml": "Prometheus alerting rules",
     "grafana/tagwatch.json": "Grafana dashboard",
     "config.example.toml": "example configuration, every key explained",
+    "alert.schema.json": 'JSON Schema of the alerts a [[notify]] format = "json" target receives',
 }
 
 

@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ["ReceivedMail", "SmtpSink", "WebhookRequest", "WebhookSink"]
+__all__ = ["MqttSink", "ReceivedMail", "SmtpSink", "WebhookRequest", "WebhookSink"]
 
 
 def _free_port() -> int:
@@ -261,6 +261,89 @@ class SmtpSink:
         with self._cond:
             self._messages.append(mail)
             self._cond.notify_all()
+
+
+class MqttSink:
+    """A real MQTT broker (Debian's mosquitto) on 127.0.0.1, anonymous, and a paho-mqtt
+    subscriber keeping the raw payload of every message published to `topic`.
+    `url` is the apprise URL publishing there (`mqtt://127.0.0.1:PORT/TOPIC`)."""
+
+    def __init__(self, directory: Any, topic: str = "tagwatch/alerts") -> None:
+        import shutil
+        import subprocess
+        from pathlib import Path
+
+        import paho.mqtt.client as mqtt
+
+        binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
+        if binary is None:
+            raise FileNotFoundError("mosquitto")
+        self.topic = topic
+        self.port = _free_port()
+        config = Path(directory) / "mosquitto.conf"
+        config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                          "persistence false\nlog_dest stderr\n")
+        self._broker = subprocess.Popen([binary, "-c", str(config)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._payloads: list[bytes] = []
+        self._cond = threading.Condition()
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="tagwatch-sink")
+        self._client.on_message = self._on_message
+        self._subscribed = threading.Event()
+        self._client.on_subscribe = lambda *args: self._subscribed.set()
+        self._client.on_connect = lambda client, *args: client.subscribe(topic, qos=1)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self._client.connect("127.0.0.1", self.port)
+                break
+            except OSError:
+                if time.monotonic() > deadline or self._broker.poll() is not None:
+                    self.close()
+                    raise
+                time.sleep(0.05)
+        self._client.loop_start()
+        if not self._subscribed.wait(10):
+            self.close()
+            raise AssertionError("mqtt sink: no subscription within 10s")
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}/{self.topic}"
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        with self._cond:
+            self._payloads.append(bytes(message.payload))
+            self._cond.notify_all()
+
+    def wait_for(self, n: int, timeout: float = 10.0) -> list[bytes]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._payloads) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"mqtt sink: wanted {n} messages in {timeout}s, "
+                                         f"got {len(self._payloads)}")
+                self._cond.wait(left)
+            return list(self._payloads)
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+        self._broker.terminate()
+        try:
+            self._broker.wait(5)
+        except Exception:  # noqa: BLE001 - a stuck broker is killed
+            self._broker.kill()
+            self._broker.wait(5)
+        if self._broker.stderr is not None:
+            self._broker.stderr.close()
+
+    def __enter__(self) -> MqttSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class _Handler:
