@@ -97,13 +97,18 @@ def test_every_event_kind_validates(world: CheckWorld) -> None:
         world.cycle(T0 + timedelta(hours=3))  # vanished
         fake.tag("app", "stable", b)
         world.cycle(T0 + timedelta(hours=4))  # returned
-        fake.override = lambda request: httpx.Response(503, text="down\x1b[2J\nnew: sha256:0")
-        world.cycle(T0 + timedelta(hours=5))  # error
+        down = httpx.Response(503, text="down\x1b[2J\nnew: sha256:0")
+        fake.override = lambda request: down if "/app/" in request.url.path else None
+        world.cycle(T0 + timedelta(hours=5))  # error (one target)
         fake.override = None
         fake.tag("base", "3.20", old)
         world.cycle(T0 + timedelta(hours=6))  # recovered, current
+        fake.override = lambda request: down
+        world.cycle(T0 + timedelta(hours=7))  # the whole registry: one error
+        fake.override = None
+        world.cycle(T0 + timedelta(hours=8))  # and one recovered
         assert world.notifier is not None
-        world.notifier.test(T0 + timedelta(hours=7))
+        world.notifier.test(T0 + timedelta(hours=9))
 
         each = objects(world.webhook)
         kinds = {o["event"] for o in each}
@@ -152,12 +157,19 @@ def test_every_event_kind_validates(world: CheckWorld) -> None:
     assert stale["behind_evidence"] and stale["max_age_seconds"] == 0
     [missing] = by_kind["pin_missing"]
     assert missing["pinned"] == gone
-    assert len(by_kind["error"]) == 6  # every watch and pin, at error_after = 1
-    for error in by_kind["error"]:
+    target_error, registry_error = by_kind["error"]
+    for error in (target_error, registry_error):
         # the registry's text is data: one clean line, no escape, no forged digest line
         assert "503" in error["error"] and "\x1b" not in error["error"]
         assert "\n" not in error["error"]
         assert error["failures"] == 1 and error["reason"]
+    assert (target_error["kind"], target_error["reference"]) == ("watch", f"{h}/app:stable")
+    assert (registry_error["kind"], registry_error["image"], registry_error["tag"]) == (
+        "registry", h, "")
+    assert registry_error["registry"] == h and registry_error["targets"] == 6
+    assert len(registry_error["held_up"]) == 5 and f"{h}/app:stable" in registry_error["held_up"]
+    recovered = [o for o in by_kind["recovered"] if o["kind"] == "registry"]
+    assert len(recovered) == 1 and recovered[0]["down_seconds"] == 3600
     [test] = by_kind["test"]
     assert (test["kind"], test["image"], test["tag"]) == (None, "tagwatch", "test")
 

@@ -13,6 +13,9 @@ breaks, cut to a length.
      "pinned": null, "platforms": {"linux/amd64": {"previous": "sha256:…", "digest": "sha256:…"}},
      "source": null, "seen": "2026-11-29T09:00:00Z", "change": {…}}
 
+A registry that is down is one event about the registry (`kind` "registry", `image` its host,
+`tag` empty) naming the watches and pins it holds up, not one per target.
+
 Several events at once (`mode = "summary"` or `"digest"`) are one object with `events`.
 """
 
@@ -78,7 +81,9 @@ def event_object(event: Event, title: str | None = None) -> dict[str, Any]:
     """One event as the alert's JSON object; `title` is the text alert's title."""
     d: Mapping[str, Any] = event.details
     kind, _, reference = event.target.partition(":")
-    is_target = kind in ("watch", "pin") and bool(reference)
+    if event.registry_wide:  # a registry down or answering again: `image` is its host
+        kind, reference = "registry", event.image
+    is_target = kind in ("watch", "pin", "registry") and bool(reference)
     platforms = d.get("platform_digests") or {
         p: {"previous": None, "digest": None} for p in event.platforms_changed
     }
@@ -142,6 +147,14 @@ def _optional(event: Event, d: Mapping[str, Any]) -> dict[str, Any]:
         out["failures"] = int(d.get("failures") or 0)
     if event.kind is EventKind.VANISHED and d.get("message"):
         out["message"] = _text(d["message"], _LONG)
+    if event.registry_wide:
+        out["registry"] = _text(d.get("registry") or event.image)
+        out["targets"] = int(d.get("targets") or 0)
+        if d.get("held_up"):
+            out["held_up"] = [_clean(h, 500) for h in list(d["held_up"])[:1000]]
+        if d.get("down_since"):
+            out["down_since"] = _text(d["down_since"])
+            out["down_seconds"] = float(d.get("down_seconds") or 0)
     return out
 
 
