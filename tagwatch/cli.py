@@ -387,6 +387,10 @@ def cmd_history(args: argparse.Namespace) -> int:
             obj["change"] = details.get("change")
             obj["summary"] = details["summary"]
             obj["what_changed"] = details.get("what_changed", {})
+        if details and details.get("platform_digests"):
+            obj["platform_digests"] = details["platform_digests"]
+            if details.get("platforms_watched"):
+                obj["platforms_watched"] = details["platforms_watched"]
         objects.append(obj)
     if args.json:
         print(json.dumps(objects, indent=2))
@@ -397,13 +401,24 @@ def cmd_history(args: argparse.Namespace) -> int:
             o["first_seen"] or "-",
             o["last_seen"] or "-",
             ", ".join(sorted(o["platforms"])) or "-",
-            o.get("summary") or "",
+            _change_note(o),
         ]
         for o in objects
     ]
     print(f"{ref.name}:{tag}")
     print(_table(rows, ["DIGEST", "FIRST SEEN", "LAST SEEN", "PLATFORMS", "CHANGE"]))
     return EXIT_OK
+
+
+def _change_note(obj: dict[str, Any]) -> str:
+    """A history row's CHANGE: what changed, and each watched platform's image digests."""
+    from tagwatch.core.drift import watched_platform_digests
+
+    parts = [obj["summary"]] if obj.get("summary") else []
+    for platform, change in watched_platform_digests(obj).items():
+        old, new = _short(change.get("previous")), _short(change.get("digest"))
+        parts.append(f"{platform} {old} -> {new}")
+    return "; ".join(parts)
 
 
 def _no_history(

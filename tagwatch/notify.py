@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tagwatch.config import NotifyConfig
+from tagwatch.core.drift import watched_platform_digests
 from tagwatch.core.durations import format_duration
 from tagwatch.core.model import DeliveryState, Event, EventKind, Route, Target
 from tagwatch.core.payload import batch_object, event_object
@@ -173,6 +174,10 @@ def _detail_lines(event: Event, d: Mapping[str, Any]) -> list[str]:
     lines = []
     if event.platforms_changed:
         lines.append(f"platforms changed: {', '.join(event.platforms_changed)}")
+    for platform, change in watched_platform_digests(d).items():
+        # the watched platforms' own image digests, in full: what is compared with what runs
+        lines.append(f"{platform} old: {change.get('previous') or '(not in the old index)'}")
+        lines.append(f"{platform} new: {change.get('digest') or '(not in the new index)'}")
     if event.kind is EventKind.NEWER:
         lines.append(f"newer: {', '.join(d.get('newer') or [])}")
         lines.append(f"newest in the track: {d.get('newest')} (policy: {d.get('policy')})")

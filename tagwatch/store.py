@@ -579,17 +579,19 @@ class Store:
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-    def waiting_moves(self, target: str, now: datetime) -> list[tuple[int, str | None, str]]:
+    def waiting_moves(
+        self, target: str, now: datetime
+    ) -> list[tuple[int, str | None, str, dict[str, Any]]]:
         """Moves of a target whose alerts still wait for their grace period to end:
-        (event id, old digest, at), oldest first."""
+        (event id, old digest, at, details), oldest first."""
         with self._errors("reading events"):
             rows = self.db.execute(
-                "SELECT e.id, e.old_digest, e.at FROM events e WHERE e.target = ? "
+                "SELECT e.id, e.old_digest, e.at, e.details FROM events e WHERE e.target = ? "
                 "AND e.kind IN ('moved', 'rewritten') AND EXISTS (SELECT 1 FROM deliveries d "
                 "WHERE d.event_id = e.id AND d.state = 'pending' AND d.due_at > ?) ORDER BY e.id",
                 [target, format_time(now)],
             ).fetchall()
-        return [(r[0], r[1], r[2]) for r in rows]
+        return [(r[0], r[1], r[2], json.loads(r[3]) if r[3] else {}) for r in rows]
 
     def tag_list(self, registry: str, repository: str) -> tuple[list[str], datetime] | None:
         """A repository's cached tag list and when it was fetched."""

@@ -210,14 +210,26 @@ def test_platform_filtered_watch(hub: tuple[Registry, Pusher], setup: Setup,
     assert [h["digest"] for h in setup("history", f"{image}:3", "--json").json()] == [
         index2, index1]
 
-    # Now amd64 changes: one alert, naming the platform.
+    # Now amd64 changes: one alert, naming the platform and its old and new image digests
+    # (what the user compares with what runs), in the alert, check --json and history.
     amd = push.push_image(repo, None, platform=("linux", "amd64", None), seed="amd-3")
-    push.put_index(repo, "3", {"linux/amd64": amd, "linux/arm64": arm})
-    assert setup("check").code == 0
+    index3 = push.put_index(repo, "3", {"linux/amd64": amd, "linux/arm64": arm})
+    run = setup("check", "--json")
+    assert run.code == 0
     webhook.wait_for(1)
     [(title, body)] = events_of(webhook)
     assert title == f"[tagwatch] moved: {image}:3"
     assert "linux/amd64" in body and "linux/arm64" not in body.split("platforms changed")[-1]
+    old_amd = children1["linux/amd64"]
+    assert f"linux/amd64 old: {old_amd}\nlinux/amd64 new: {amd}\n" in body, body
+    assert f"old: {index2}\nnew: {index3}\n" in body  # the index digests stay too
+    expected = {"linux/amd64": {"previous": old_amd, "digest": amd}}
+    [event] = run.json()[0]["events"]
+    assert event["platform_digests"] == expected
+    newest = setup("history", f"{image}:3", "--json").json()[0]
+    assert newest["digest"] == index3 and newest["platform_digests"] == expected
+    table = setup("history", f"{image}:3").out
+    assert f"linux/amd64 {old_amd[:19]} -> {amd[:19]}" in table, table
 
 
 def test_unchanged_index_costs_one_head_and_no_get(hub: tuple[Registry, Pusher],

@@ -542,3 +542,22 @@ def test_pin_is_current() -> None:
     assert pin_is_current(A, seen(A))
     assert pin_is_current(P1, seen(B, linux_amd64=P1))
     assert not pin_is_current(A, seen(B, linux_amd64=P1))
+
+
+def test_platform_digests_of_a_filtered_move_and_of_moves_merged_in_a_grace_period() -> None:
+    from tagwatch.core.drift import merge_platform_digests, platform_moves
+
+    a1, a2, a3, b1, b2 = ("sha256:" + c * 64 for c in "12345")
+    assert platform_moves({"linux/amd64": a1, "linux/arm64": b1},
+                          {"linux/amd64": a2, "linux/arm64": b2}, ["linux/amd64"]) == {
+        "linux/amd64": {"previous": a1, "digest": a2}}
+    assert platform_moves({}, {"linux/amd64": a2}, ["linux/amd64"]) == {
+        "linux/amd64": {"previous": None, "digest": a2}}
+    first = {"linux/amd64": {"previous": a1, "digest": a2}}
+    second = {"linux/amd64": {"previous": a2, "digest": a3},
+              "linux/arm64": {"previous": b1, "digest": b2}}
+    assert merge_platform_digests([first, second]) == {
+        "linux/amd64": {"previous": a1, "digest": a3},
+        "linux/arm64": {"previous": b1, "digest": b2}}
+    back = {"linux/amd64": {"previous": a2, "digest": a1}}
+    assert merge_platform_digests([first, back]) == {}  # back where it started

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from tagwatch.check.newer import with_newer
 from tagwatch.check.recall import Known
-from tagwatch.core.drift import PinFacts, decide
+from tagwatch.core.drift import PinFacts, decide, merge_platform_digests
 from tagwatch.core.model import (
     DeliveryState,
     Event,
@@ -155,8 +155,13 @@ def merge_within_grace(
     if not waiting:
         return event, []
     details = {**event.details, "moves": len(waiting) + 1, "first_moved": waiting[0][2]}
+    if "platform_digests" in event.details:
+        moves = [d.get("platform_digests") or {} for _, _, _, d in waiting]
+        details["platform_digests"] = merge_platform_digests(
+            [*moves, event.details["platform_digests"]]
+        )
     merged = replace(event, old_digest=waiting[0][1], details=details)
-    return merged, [event_id for event_id, _, _ in waiting]
+    return merged, [event_id for event_id, _, _, _ in waiting]
 
 
 def _moved_back(event: Event, routes: list[Route]) -> list[Route]:

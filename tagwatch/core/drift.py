@@ -35,8 +35,11 @@ __all__ = [
     "PinFacts",
     "changed_platforms",
     "decide",
+    "merge_platform_digests",
     "pin_is_current",
     "pin_needs_facts",
+    "platform_moves",
+    "watched_platform_digests",
 ]
 
 
@@ -73,6 +76,28 @@ def platform_moves(
     """For each changed platform, its image digest before and now (None: absent then/now),
     kept in a move's details as `platform_digests` for the alert."""
     return {p: {"previous": old.get(p), "digest": new.get(p)} for p in changed}
+
+
+def watched_platform_digests(d: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Of a move's `platform_digests` (every platform that changed), those of the platforms a
+    `platforms`-filtered watch follows; {} for a watch of the whole index."""
+    watched = d.get("platforms_watched") or ()
+    digests = d.get("platform_digests") or {}
+    return {p: digests[p] for p in sorted(digests) if p in watched}
+
+
+def merge_platform_digests(
+    moves: Sequence[Mapping[str, Mapping[str, str | None]]],
+) -> dict[str, dict[str, str | None]]:
+    """Several moves' `platform_digests`, oldest first, as one move: each platform from its
+    digest before the first move that changed it to its digest after the last; a platform
+    back where it started is left out."""
+    merged: dict[str, dict[str, str | None]] = {}
+    for move in moves:
+        for platform, change in move.items():
+            first = merged.get(platform, change)
+            merged[platform] = {"previous": first.get("previous"), "digest": change.get("digest")}
+    return {p: c for p, c in sorted(merged.items()) if c["previous"] != c["digest"]}
 
 
 def pin_is_current(pinned: str, seen: Resolved) -> bool:
@@ -250,6 +275,9 @@ def _move(
     details: dict[str, Any] = {}
     if changed:
         details["platform_digests"] = platform_moves(before.platforms, obs.platforms, changed)
+    if filtered:
+        # the platforms whose image digests the alert names (what the user runs)
+        details["platforms_watched"] = sorted(target.platforms)
     earlier = next((s for s in history if s.digest == obs.digest), None)
     if earlier is not None:
         details["back_to"] = format_time(earlier.first_seen)
