@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from tagwatch.config import Config
     from tagwatch.core.model import TagKey
     from tagwatch.registry.client import RegistryClient
-    from tagwatch.store import Store
+    from tagwatch.store import Store, Undelivered
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -167,10 +167,29 @@ def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _status_objects(config: Config, store: Store) -> list[dict[str, Any]]:
+def _status_objects(
+    config: Config, store: Store, waiting: Sequence[Undelivered] | None = None
+) -> list[dict[str, Any]]:
+    from datetime import UTC, datetime
+
+    from tagwatch.core.model import REGISTRY_TARGET
     from tagwatch.core.times import format_time
 
     rows = {row.key: row for row in store.status_rows()}
+    if waiting is None:
+        waiting = store.undelivered(datetime.now(UTC))
+    undelivered: dict[str, list[dict[str, Any]]] = {}
+    for item in waiting:
+        entry = {
+            "event": item.kind,
+            "at": format_time(item.at),
+            "notify": item.notify_name,
+            "attempts": item.attempts,
+            "error": item.error,
+        }
+        if item.target.startswith(REGISTRY_TARGET):
+            entry["registry"] = item.target[len(REGISTRY_TARGET) :]
+        undelivered.setdefault(item.target, []).append(entry)
     out = []
     for target in config.targets:
         row = rows.get(target.key)
@@ -206,8 +225,56 @@ def _status_objects(config: Config, store: Store) -> list[dict[str, Any]]:
                 obj["pin_missing"] = True
             if target.newer:
                 obj["newer"] = list(row.newer)
+        # alerts about it (or about its registry) still waiting for delivery, and why
+        obj["undelivered"] = [
+            *undelivered.get(target.key, ()),
+            *undelivered.get(REGISTRY_TARGET + target.ref.registry, ()),
+        ]
         out.append(obj)
     return out
+
+
+def _print_outbox(waiting: Sequence[Undelivered]) -> None:
+    """Per notification target: alerts waiting for delivery and the last delivery error
+    (by the target's name: never its URL)."""
+    from tagwatch.core.times import format_time
+
+    by_name: dict[str, list[Undelivered]] = {}
+    for item in waiting:
+        by_name.setdefault(item.notify_name, []).append(item)
+    rows = []
+    for name, items in sorted(by_name.items()):
+        tried = [i for i in items if i.last_attempt_at is not None]
+        last = max(tried, key=lambda i: (i.last_attempt_at, i.event_id)) if tried else None
+        error = "not tried yet"
+        if last is not None:
+            error = f"{format_time(last.last_attempt_at)}: {last.error or 'no error recorded'}"
+        oldest = min((i.at for i in items if i.at), default=None)
+        rows.append(
+            [
+                name,
+                str(len(items)),
+                format_time(oldest) or "-",
+                str(max(i.attempts for i in items)),
+                error,
+            ]
+        )
+    print()
+    print("alerts waiting for delivery (retried at every check):")
+    print(_table(rows, ["NOTIFY", "WAITING", "OLDEST", "ATTEMPTS", "LAST ERROR"]))
+
+
+def _print_outages(store: Store) -> None:
+    from tagwatch.core.times import format_time
+
+    outages = store.registry_outages()
+    if outages:
+        print()
+    for host, outage in sorted(outages.items()):
+        print(
+            f"registry {host} is down since {format_time(outage.since)} (one error alert for "
+            f"its {outage.targets} watches and pins): {outage.message}"
+        )
 
 
 def _note(obj: dict[str, Any], events: Sequence[str] = ()) -> str:
@@ -338,13 +405,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         store = _store(config)
     try:
-        objects = _status_objects(config, store)
+        from datetime import UTC, datetime
+
+        waiting = store.undelivered(datetime.now(UTC))
+        objects = _status_objects(config, store, waiting)
+        if args.json:
+            print(json.dumps(objects, indent=2))
+        else:
+            _print_targets(objects, {})
+            _print_outages(store)
+            if waiting:
+                _print_outbox(waiting)
     finally:
         store.close()
-    if args.json:
-        print(json.dumps(objects, indent=2))
-    else:
-        _print_targets(objects, {})
     return EXIT_OK
 
 

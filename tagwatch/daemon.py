@@ -159,7 +159,7 @@ class Daemon:
 
         config = self._load()  # a ConfigError here is exit status 2
         self.store = Store(config.settings.database)
-        self.metrics = Metrics(rows=self._state_rows)
+        self.metrics = Metrics(rows=self._state_rows, pending=self._pending_alerts)
         self.runtime = self._build(config)
         self.metrics.interval.set(
             max((p.interval for p in self.runtime.jobs.values()), default=config.settings.interval)
@@ -460,6 +460,19 @@ class Daemon:
         self.systemd.status(self.status_line())
 
     # --- what the outside sees ----------------------------------------------------------------
+
+    def _pending_alerts(self) -> dict[str, int]:
+        """Alerts due and not delivered, per configured notification target (0 included)."""
+        notifier = self.runtime.notifier
+        if notifier is None:
+            return {}
+        names = {channel.id: channel.where for channel in notifier.channels}
+        counts = dict.fromkeys(names.values(), 0)
+        for item in self.store.undelivered(datetime.now(UTC)):
+            name = names.get(item.notify_id)
+            if name is not None:
+                counts[name] += 1
+        return counts
 
     def _state_rows(self) -> list[StateRow]:
         return state_rows(self.runtime.config.targets, self.store.status_rows())

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -207,6 +207,28 @@ class _StateCollector:
         )
 
 
+class _OutboxCollector:
+    """`tagwatch_notifications_pending`: alerts due and not delivered, per notification
+    target (its name, never its URL), read from the outbox at scrape time."""
+
+    def __init__(self, pending: Callable[[], Mapping[str, int]]) -> None:
+        self._pending = pending
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "tagwatch_notifications_pending",
+            "Alerts due for delivery and not sent yet (a failed delivery waits here for the "
+            "next attempt), per notification target.",
+            labels=["notify"],
+        )
+        for name, count in sorted(self._pending().items()):
+            gauge.add_metric([name], float(count))
+        yield gauge
+
+
 class Metrics:
     """Every tagwatch metric, in its own registry (no global state: tests make several)."""
 
@@ -214,6 +236,7 @@ class Metrics:
         self,
         rows: Callable[[], Sequence[StateRow]] = list,
         clock: Callable[[], float] = lambda: datetime.now(UTC).timestamp(),
+        pending: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` doubles output
         self.registry = CollectorRegistry()
@@ -282,6 +305,7 @@ class Metrics:
         for result in ("sent", "failed"):
             self.notifications.labels(result)
         r.register(_StateCollector(rows, clock))
+        r.register(_OutboxCollector(pending))
         self._lock = threading.Lock()
         self._last_finished = 0.0
 

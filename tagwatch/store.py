@@ -50,7 +50,7 @@ from tagwatch.core.outage import Outage
 from tagwatch.core.times import format_time, parse_time
 from tagwatch.errors import StoreError
 
-__all__ = ["Delivery", "StatusRow", "Store"]
+__all__ = ["Delivery", "StatusRow", "Store", "Undelivered"]
 
 # Applied migrations (tagwatch.migrations), in order: when the database has all of them,
 # opening it needs no sqlite-utils at all.
@@ -133,6 +133,22 @@ class StatusRow:
     def last_changed(self) -> datetime | None:
         """When the tag last moved, else first seen; None if it never resolved."""
         return (self.changed_at or self.first_seen) if self.digest else None
+
+
+@dataclass(frozen=True, slots=True)
+class Undelivered:
+    """An alert waiting for delivery to one notification target: due, not yet sent (never
+    tried yet, or failed and to be retried). Read by `status` and the metrics."""
+
+    event_id: int
+    target: str  # the event's target: Target.key, or `registry:HOST`
+    kind: str
+    at: datetime | None  # when the event happened
+    notify_id: str
+    notify_name: str  # the target's name or notify[N]; never its URL
+    attempts: int
+    error: str | None  # the last attempt's error (scrubbed of the URL's secrets)
+    last_attempt_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -552,6 +568,25 @@ class Store:
             platforms_changed=tuple(json.loads(r[8] or "[]")),
             details=json.loads(r[9] or "{}"),
         )
+
+    def undelivered(self, now: datetime) -> list[Undelivered]:
+        """Every alert due for delivery and not sent, oldest first: a failed delivery waits
+        here for the next attempt. Not counted: alerts held (quiet windows, `--no-notify`),
+        merged, or not due yet (a grace period, a digest's schedule)."""
+        with self._errors("reading deliveries"):
+            rows = self.db.execute(
+                "SELECT d.event_id, e.target, e.kind, e.at, d.notify_id, d.notify_name, "
+                "d.attempts, d.error, d.last_attempt_at FROM deliveries d JOIN events e "
+                "ON e.id = d.event_id WHERE d.state = 'pending' "
+                "AND (d.due_at IS NULL OR d.due_at <= ?) ORDER BY d.event_id, d.notify_name",
+                [format_time(now)],
+            ).fetchall()
+        return [
+            Undelivered(
+                r[0], r[1], r[2], parse_time(r[3]), r[4], r[5], r[6] or 0, r[7], parse_time(r[8])
+            )
+            for r in rows
+        ]
 
     def delivered(self, delivery: Delivery, now: datetime) -> None:
         with self._errors("marking a delivery"), self.db.atomic():
