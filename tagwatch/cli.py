@@ -90,6 +90,9 @@ def _setup_logging(verbose: int, quiet_default: bool = True, log_format: str = "
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # What each step of a check does (check.cycle): -v, for every command (the daemon logs at
+    # INFO by default, without them). Each HTTP request (tagwatch.registry, DEBUG): -vv.
+    logging.getLogger("tagwatch.steps").setLevel(logging.INFO if verbose >= 1 else logging.WARNING)
     # httpx logs every request at INFO, with URLs; APScheduler logs every run at INFO.
     logging.getLogger("httpx").setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
     apscheduler = logging.getLogger("apscheduler")
@@ -547,6 +550,14 @@ def cmd_resolve(args: argparse.Namespace) -> int:
         if args.insecure:
             registries[ref.registry] = RegistryConfig(host=ref.registry, insecure=True)
         config = Config(path="", settings=Settings(database=":memory:"), registries=registries)
+    steps = logging.getLogger("tagwatch.steps")
+    steps.info(
+        "resolve: asking %s for %s:%s (a HEAD of the manifest; a GET when the registry sends "
+        "no digest)",
+        ref.registry,
+        ref.name,
+        ref.tag,
+    )
     with _client(config) as client:
         try:
             seen = client.resolve(ref.without_digest())
@@ -554,6 +565,15 @@ def cmd_resolve(args: argparse.Namespace) -> int:
             return _fail(str(exc), EXIT_FAILED)
         except RegistryError as exc:
             return _fail(str(exc), EXIT_FAILED)
+    if seen.platforms:
+        steps.info(
+            "resolve: %s is an index of %d platforms (%s)",
+            seen.digest,
+            len(seen.platforms),
+            ", ".join(sorted(seen.platforms)),
+        )
+    else:
+        steps.info("resolve: %s is a single image (%s)", seen.digest, seen.media_type or "?")
     if platform is not None:
         if not seen.platforms:
             return _fail(

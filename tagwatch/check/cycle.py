@@ -2,12 +2,16 @@
 
     recall → resolve → pin facts → newer → decide → describe → outages → record → deliver
 
-`run_cycle` is what `tagwatch check` runs once and the daemon runs on a schedule."""
+`run_cycle` is what `tagwatch check` runs once and the daemon runs on a schedule. Each step
+says what it did on the logger `tagwatch.steps` (INFO, shown with `-v`); the registry
+client logs each HTTP request on `tagwatch.registry` (DEBUG, `-vv`)."""
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from tagwatch.check.decide import decide_all
@@ -16,19 +20,21 @@ from tagwatch.check.describe import describe_moves
 from tagwatch.check.newer import find_newer
 from tagwatch.check.outages import registry_outages
 from tagwatch.check.pinfacts import pin_facts
-from tagwatch.check.recall import recall
+from tagwatch.check.recall import Known, recall
 from tagwatch.check.record import record
 from tagwatch.check.report import CycleReport, TargetResult
 from tagwatch.check.resolve import resolve
 from tagwatch.check.workers import Workers
 from tagwatch.config import Config
-from tagwatch.core.model import Policy, Target
+from tagwatch.core.model import Failed, Missing, Observation, Policy, TagKey, Target
 from tagwatch.errors import StoreError
 from tagwatch.notify import Notifier
 from tagwatch.registry.client import RegistryClient
 from tagwatch.store import Store
 
 __all__ = ["run_cycle", "utcnow"]
+
+steps = logging.getLogger("tagwatch.steps")
 
 
 def utcnow() -> datetime:
@@ -63,10 +69,37 @@ def run_cycle(
         known = recall(store)
     except StoreError as exc:
         return _finish(report, clock, error=str(exc))
+    steps.info(
+        "recall: the database knows %s and %s",
+        _n(len(known.tags), "tag"),
+        _n(len(known.targets), "watch or pin", "watches and pins"),
+    )
+    tags = {t.tag_key for t in targets}
+    registries = sorted({t.ref.registry for t in targets})
+    steps.info(
+        "resolve: %s of %s on %s (at most %d requests at once)",
+        _n(len(tags), "tag"),
+        _n(len(targets), "watch or pin", "watches and pins"),
+        ", ".join(registries) or "no registry",
+        workers.limit,
+    )
+    began = time.monotonic()
     observations = resolve(targets, known, client, workers, abort)
+    _log_resolved(observations, known, time.monotonic() - began)
     facts = pin_facts(targets, known, observations, client, workers, now)
+    if facts:
+        steps.info(
+            "pin facts: %s behind: when they fell behind, whether the pinned digest still exists",
+            _n(len(facts), "pin"),
+        )
     ttl = timedelta(seconds=0 if refresh_tags else settings.tag_list_ttl)
     newer = find_newer(targets, observations, store, client, workers, now, ttl)
+    if any(t.newer for t in targets):
+        steps.info(
+            "newer: %d of %d watches and pins with a `newer` policy have newer version tags",
+            sum(1 for found in newer.values() if found),
+            sum(1 for t in targets if t.newer),
+        )
     policy = Policy(settings.first_check_notify, settings.error_after)
     outcomes = decide_all(
         targets,
@@ -79,7 +112,12 @@ def run_cycle(
         store=store,
         notifier=notifier,
     )
+    decided_events = [p.event.kind.value for o in outcomes for p in o.events]
+    steps.info("decide: %s", _counted(decided_events, "event") or "no events")
     if settings.describe_moves:
+        moves = sum(1 for o in outcomes if o.moved)
+        if moves:
+            steps.info("describe: what changed in %s (the images' configs)", _n(moves, "move"))
         outcomes = describe_moves(outcomes, known, observations, client, workers)
     # A request cut short by a shutdown is not a failed check: record nothing.
     if abort is not None and abort.is_set():
@@ -98,15 +136,77 @@ def run_cycle(
             )
             report.results = [TargetResult.of(outcome) for outcome in decided.outcomes]
             report.registry_events = [planned.event for planned in decided.events]
+            for event in report.registry_events:
+                steps.info("outages: %s %s", event.kind.value, event.subject)
             record(store, now, observations, decided, hold=hold_alerts)
     except StoreError as exc:
         return _finish(report, clock, error=f"{exc}; nothing from this cycle was recorded")
+    routes = sum(len(p.routes) for o in decided.outcomes for p in o.events)
+    routes += sum(len(p.routes) for p in decided.events)
+    steps.info(
+        "record: %s checked, %s queued%s",
+        _n(len(observations), "tag"),
+        _n(routes, "alert delivery", "alert deliveries"),
+        " (held: --no-notify)" if hold_alerts else "",
+    )
     if notifier is not None and not hold_alerts:
         try:
             report.sent, report.send_failures = deliver(notifier, clock)
         except StoreError as exc:
             report.error = str(exc)
+        else:
+            steps.info(
+                "deliver: %d sent, %d failed (a failed one is retried next time)",
+                report.sent,
+                report.send_failures,
+            )
     return _finish(report, clock)
+
+
+def _n(count: int, one: str, many: str | None = None) -> str:
+    """`1 tag`, `2 tags`; `1 watch or pin`, `3 watches and pins`."""
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
+def _counted(items: Sequence[str], noun: str) -> str:
+    """`3 events (moved ×2, stale)`; "" for none."""
+    if not items:
+        return ""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    what = ", ".join(f"{k} ×{n}" if n > 1 else k for k, n in counts.items())
+    return f"{_n(len(items), noun)} ({what})"
+
+
+def _log_resolved(observations: Mapping[TagKey, Observation], known: Known, took: float) -> None:
+    if not steps.isEnabledFor(logging.INFO):
+        return
+    moved = unchanged = first = 0
+    missing = failed = 0
+    for key, obs in observations.items():
+        if isinstance(obs, Failed):
+            failed += 1
+        elif isinstance(obs, Missing):
+            missing += 1
+        else:
+            before = known.tag(key)
+            if before is None or before.digest is None:
+                first += 1
+            elif before.digest == obs.digest and before.present:
+                unchanged += 1
+            else:
+                moved += 1
+    steps.info(
+        "resolve: %s in %.2fs: %d unchanged, %d moved, %d first seen, %d missing, %d failed",
+        _n(len(observations), "tag"),
+        took,
+        unchanged,
+        moved,
+        first,
+        missing,
+        failed,
+    )
 
 
 def _finish(
