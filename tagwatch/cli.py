@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from tagwatch.config import Config
     from tagwatch.core.model import TagKey
     from tagwatch.registry.client import RegistryClient
+    from tagwatch.sources import Expansion
     from tagwatch.store import Store, Undelivered
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -134,11 +135,34 @@ def _config_path(args: argparse.Namespace) -> str:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    """The config, with the targets its [[source]] files name."""
+    """The config as written (without what its [[source]] entries yield)."""
     from tagwatch.config import load_config
-    from tagwatch.sources import expand
 
-    return expand(load_config(_config_path(args)))
+    return load_config(_config_path(args))
+
+
+def _sources(config: Config, store: Store | None, live: bool) -> Expansion:
+    """The config with its [[source]] targets; says on stderr which sources could not be
+    read (the containers that are not pins are printed by `_print_notes`)."""
+    from tagwatch.sources import read_sources
+
+    expansion = read_sources(config, store, live=live)
+    for note in expansion.notes:
+        log.info("not checked: %s", note)
+    for status in expansion.statuses:
+        if status.error:
+            recorded = (
+                f"; its reading of {status.recorded:%Y-%m-%dT%H:%M:%SZ} stands in"
+                if status.recorded
+                else ""
+            )
+            print(f"tagwatch: {status.source.where}: {status.error}{recorded}", file=sys.stderr)
+    return expansion
+
+
+def _print_notes(expansion: Expansion, as_json: bool) -> None:
+    for note in expansion.notes:
+        print(f"not checked: {note}", file=sys.stderr if as_json else sys.stdout)
 
 
 def _client(config: Config) -> RegistryClient:
@@ -212,13 +236,16 @@ def _status_objects(
         }
         if row is not None:
             state = row.state.value if row.state else None
+            error = row.error
+            if target.source_error is not None:
+                error = target.source_error
             obj.update(
                 digest=row.current_digest,
                 state=state,
                 platforms=dict(row.platforms) if row.present else {},
                 changed_at=format_time(row.last_changed),
                 checked_at=format_time(row.checked_at),
-                error=row.error if state == "error" else None,
+                error=error if state == "error" else None,
                 behind_since=format_time(row.behind_since),
                 changes=row.changes,
             )
@@ -317,6 +344,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     check_secrets(config)
     store = _store(config)
     try:
+        expansion = _sources(config, store, live=True)
+        config = expansion.config
         notifier = Notifier(config.notify, store) if config.notify else None
         with _client(config) as client:
             report = run_cycle(
@@ -331,9 +360,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     finally:
         store.close()
     _report(report, config, objects, args.json)
+    _print_notes(expansion, args.json)
     if report.error:
         return _fail(report.error, EXIT_FAILED)
-    return EXIT_FAILED if report.failed else EXIT_OK
+    return EXIT_FAILED if report.failed or expansion.failures else EXIT_OK
 
 
 def _report(
@@ -410,8 +440,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         from datetime import UTC, datetime
 
+        # Engines and clusters as last read by `check`/`run`: status reads no network.
+        expansion = _sources(config, store, live=False)
         waiting = store.undelivered(datetime.now(UTC))
-        objects = _status_objects(config, store, waiting)
+        objects = _status_objects(expansion.config, store, waiting)
         if args.json:
             print(json.dumps(objects, indent=2))
         else:
@@ -421,6 +453,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 _print_outbox(waiting)
     finally:
         store.close()
+    _print_notes(expansion, args.json)
     return EXIT_OK
 
 
@@ -644,6 +677,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     check_secrets(config)
     store = _store(config)
     try:
+        expansion = _sources(config, store, live=True)
+        config = expansion.config
         with _client(config) as client:
             rows = audit(config, store, client, utcnow())
     finally:
@@ -836,9 +871,11 @@ def _bump_report(args: argparse.Namespace, plans: list[FilePlan], only_stale: bo
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from tagwatch.config import check_secrets
+    from tagwatch.sources import read_sources
 
     config = _load(args)
     check_secrets(config)
+    config = read_sources(config, live=False).config  # files only: engines are not asked
     if config.notify:
         from tagwatch.notify import check_url
 
@@ -846,9 +883,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
             check_url(target)
     watches = sum(1 for t in config.targets if t.kind.value == "watch")
     pins = len(config.targets) - watches
+    running = sum(1 for source in config.sources if source.kind != "files")
     print(
         f"{config.path}: OK: {watches} watches, {pins} pins, {len(config.notify)} notification "
         f"targets, {len(config.registries)} registries; database {config.settings.database}"
+        + (f"; {running} engine/cluster sources (read by check and run)" if running else "")
     )
     return EXIT_OK
 

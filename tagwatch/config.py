@@ -30,10 +30,13 @@ T = TypeVar("T")
 __all__ = [
     "DEFAULT_CONFIG",
     "Config",
+    "EngineConfig",
+    "KubernetesConfig",
     "NotifyConfig",
     "RegistryConfig",
     "Secret",
     "Settings",
+    "SourceConfig",
     "check_secrets",
     "default_config_path",
     "load_config",
@@ -139,12 +142,37 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """`[[source]] engine`: a Docker Engine API (Docker, or Podman's compatible service)."""
+
+    address: str  # as given (or from DOCKER_HOST), shown in `source`: "unix:///run/docker.sock"
+    socket: str | None = None  # unix:// path
+    host: str | None = None  # tcp://host:port
+    port: int | None = None
+    tls: bool = False
+    verify: bool = True  # TLS: verify the engine's certificate against ca_file
+    ca_file: str | None = None
+    cert_file: str | None = None  # client certificate and key (Docker's cert.pem, key.pem)
+    key_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KubernetesConfig:
+    """`[[source]] kubernetes`: the Pods of a cluster, through its API server."""
+
+    kubeconfig: str | None  # None: in-cluster (service-account token and CA)
+    context: str | None = None  # kubeconfig context; None: its current-context
+    namespaces: tuple[str, ...] = ()  # () : every namespace
+
+
+@dataclass(frozen=True, slots=True)
 class SourceConfig:
-    """[[source]]: files whose image references become watches and pins, re-read every
-    cycle (see tagwatch.sources)."""
+    """[[source]]: images the team uses become watches and pins, re-read every cycle
+    (see tagwatch.sources): the references in files (`path`), or what runs — the containers
+    of an engine (`engine`) or the Pods of a Kubernetes cluster (`kubernetes`)."""
 
     where: str  # "source[0]"
-    path: str  # a directory or file; relative paths are relative to the config file
+    path: str | None = None  # a directory or file; relative paths are relative to the config
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     notify: tuple[str, ...] = ()
@@ -153,6 +181,28 @@ class SourceConfig:
     newer: str | None = None
     newer_include: tuple[str, ...] = ()
     newer_exclude: tuple[str, ...] = ()
+    engine: EngineConfig | None = None
+    kubernetes: KubernetesConfig | None = None
+    stopped: bool = False  # engine/kubernetes: also containers that are created or exited
+
+    @property
+    def kind(self) -> str:
+        if self.engine is not None:
+            return "engine"
+        if self.kubernetes is not None:
+            return "kubernetes"
+        return "files"
+
+    @property
+    def label(self) -> str:
+        """What the source is, for logs and metrics: `engine unix:///var/run/docker.sock`."""
+        if self.engine is not None:
+            return f"engine {self.engine.address}"
+        if self.kubernetes is not None:
+            k = self.kubernetes
+            text = f"kubernetes {k.kubeconfig or 'in-cluster'}"
+            return f"{text} (context {k.context})" if k.context else text
+        return f"files {self.path}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -858,27 +908,169 @@ def _read_target(table: _Table, kind: Kind) -> Target:
     )
 
 
+_SOURCE_KINDS = ("path", "engine", "kubernetes")
+_ENGINE_KEYS = ("cert_path", "tls_verify", "insecure")
+_KUBERNETES_KEYS = ("context", "namespaces")
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
+
+
 def _read_source(table: _Table, env: Mapping[str, str]) -> SourceConfig:
-    """[[source]]: a path relative to the config file's directory, which must exist."""
-    given = _expand(table, "path", table.string("path"), env)
-    if given is None:
-        raise table.fail("path", 'is required (a directory or file, e.g. path = "/srv/repo")')
-    full = Path(given) if Path(given).is_absolute() else Path(table.reader.path).parent / given
-    if not full.exists():
-        raise table.fail("path", f"{full} does not exist")
-    source = SourceConfig(
-        where=f"source[{table.index}]",
-        path=str(full),
-        include=table.strings("include"),
-        exclude=table.strings("exclude"),
-        notify=table.strings("notify"),
-        max_age=table.duration("max_age", 7 * DAY),
-        renotify=table.duration("renotify", DAY),
-    )
+    """[[source]]: exactly one of `path` (relative to the config file's directory; must
+    exist), `engine` or `kubernetes`, and the keys of that kind."""
+    shown = table.reader.path
+    where = f"source[{table.index}]"
+    given = [k for k in _SOURCE_KINDS if k in table.data]
+    if len(given) != 1:
+        raise table.fail(
+            given[1] if given else None,
+            "give one of path (files), engine (a Docker Engine API) or kubernetes"
+            + (f", not {' and '.join(given)}" if given else ""),
+        )
+    kind = given[0]
+    for key in table.data:
+        own = {"engine": _ENGINE_KEYS, "kubernetes": _KUBERNETES_KEYS}
+        for other, keys in own.items():
+            if key in keys and kind != other:
+                raise table.fail(key, f"applies to {other} sources only")
+        if key in ("include", "exclude") and kind != "path":
+            raise table.fail(key, "applies to path sources only")
+        if key == "stopped" and kind == "path":
+            raise table.fail(key, "applies to engine and kubernetes sources only")
     newer, newer_include, newer_exclude = _newer(table)
-    source = replace(source, newer=newer, newer_include=newer_include, newer_exclude=newer_exclude)
+    common: dict[str, Any] = {
+        "notify": table.strings("notify"),
+        "max_age": table.duration("max_age", 7 * DAY),
+        "renotify": table.duration("renotify", DAY),
+        "newer": newer,
+        "newer_include": newer_include,
+        "newer_exclude": newer_exclude,
+        "stopped": table.get("stopped", bool, False),
+    }
+    if kind == "path":
+        given_path = _expand(table, "path", table.string("path"), env)
+        assert given_path is not None
+        full = Path(given_path)
+        if not full.is_absolute():
+            full = Path(shown).parent / given_path
+        if not full.exists():
+            raise table.fail("path", f"{full} does not exist")
+        source = SourceConfig(
+            where=where,
+            path=str(full),
+            include=table.strings("include"),
+            exclude=table.strings("exclude"),
+            **common,
+        )
+    elif kind == "engine":
+        source = SourceConfig(where=where, engine=_engine(table, shown, env), **common)
+    else:
+        source = SourceConfig(where=where, kubernetes=_kubernetes(table, shown, env), **common)
     table.finish()
     return source
+
+
+def _engine(table: _Table, shown: str, env: Mapping[str, str]) -> EngineConfig:
+    """`engine = "unix:///var/run/docker.sock"`, `"tcp://host:2376"` (TLS with `cert_path`,
+    a folder of ca.pem, cert.pem and key.pem as Docker's CLI takes them) or `"env"` (from
+    DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_TLS and DOCKER_CERT_PATH, as Docker's CLI does)."""
+    text = table.string("engine")
+    cert_path = _expand(table, "cert_path", table.string("cert_path"), env)
+    verify_key = table.get("tls_verify", bool, None)
+    insecure = table.get("insecure", bool, False)
+    tls = cert_path is not None or verify_key is True
+    verify = verify_key if verify_key is not None else True
+    if text == "env":
+        text = env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        from_env_verify = bool(env.get("DOCKER_TLS_VERIFY"))
+        if cert_path is None and (from_env_verify or env.get("DOCKER_TLS")):
+            tls, verify = True, from_env_verify
+            cert_path = env.get("DOCKER_CERT_PATH") or os.path.join(
+                env.get("HOME", "~"), ".docker"
+            )
+        where = f"engine (DOCKER_HOST={text})"
+    else:
+        where = None
+    assert text is not None
+
+    def fail(message: str) -> ConfigError:
+        return table.fail("engine", f"{where}: {message}" if where else message)
+
+    if text.startswith("unix://"):
+        socket = text[len("unix://") :]
+        if not socket.startswith("/"):
+            raise fail(f"bad engine address {text!r}: use unix:///absolute/path.sock")
+        if tls:
+            raise table.fail("cert_path", "TLS applies to tcp:// engines, not to a unix socket")
+        return EngineConfig(address=text, socket=socket)
+    match = re.fullmatch(r"tcp://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})/?", text)
+    if match is None:
+        scheme = text.partition("://")[0] if "://" in text else None
+        hint = (
+            "ssh:// is not supported: forward the engine's socket (ssh -L) and use unix:// "
+            "or tcp://"
+            if scheme == "ssh"
+            else 'use unix:///path/to/docker.sock, tcp://host:port or "env"'
+        )
+        raise fail(f"bad engine address {text!r}: {hint}")
+    host, port = match.group(1), int(match.group(2))
+    if not 0 < port < 65536:
+        raise fail(f"bad port in {text!r}")
+    if not tls and not insecure and not is_loopback(host.strip("[]")):
+        raise fail(
+            f"{text} without TLS: the engine's API would travel in clear; give cert_path "
+            "(ca.pem, cert.pem, key.pem), or insecure = true"
+        )
+    ca = cert = key = None
+    if tls:
+        folder = Path(cert_path) if cert_path else None
+        if folder is not None and not folder.is_absolute():
+            folder = Path(shown).parent / folder
+        if folder is not None:
+            files = {name: folder / name for name in ("ca.pem", "cert.pem", "key.pem")}
+            if verify and not files["ca.pem"].is_file():
+                raise table.fail("cert_path", f"{files['ca.pem']} does not exist (tls_verify)")
+            has = [n for n in ("cert.pem", "key.pem") if files[n].is_file()]
+            if len(has) == 1:
+                missing = "key.pem" if has == ["cert.pem"] else "cert.pem"
+                raise table.fail("cert_path", f"{folder / missing} does not exist")
+            ca = str(files["ca.pem"]) if files["ca.pem"].is_file() else None
+            if has:
+                cert, key = str(files["cert.pem"]), str(files["key.pem"])
+        elif verify:
+            raise table.fail("tls_verify", "needs cert_path (a folder with ca.pem)")
+    return EngineConfig(
+        address=text,
+        host=host.strip("[]"),
+        port=port,
+        tls=tls,
+        verify=verify,
+        ca_file=ca,
+        cert_file=cert,
+        key_file=key,
+    )
+
+
+def _kubernetes(table: _Table, shown: str, env: Mapping[str, str]) -> KubernetesConfig:
+    """`kubernetes = "in-cluster"` or the path of a kubeconfig file."""
+    text = _expand(table, "kubernetes", table.string("kubernetes"), env)
+    assert text is not None
+    namespaces = table.strings("namespaces")
+    for name in namespaces:
+        if not _NAMESPACE.match(name):
+            raise table.fail("namespaces", f"{name!r} is not a namespace name")
+    context = table.string("context")
+    if text == "in-cluster":
+        if context is not None:
+            raise table.fail("context", "applies to a kubeconfig, not to in-cluster access")
+        return KubernetesConfig(kubeconfig=None, namespaces=namespaces)
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        path = Path(shown).parent / path
+    if not path.is_file():
+        raise table.fail(
+            "kubernetes", f'{path} does not exist (a kubeconfig file, or "in-cluster")'
+        )
+    return KubernetesConfig(kubeconfig=str(path), context=context, namespaces=namespaces)
 
 
 def _read_notifies(reader: _Reader, items: list[Any], env: Mapping[str, str]) -> list[NotifyConfig]:

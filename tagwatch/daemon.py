@@ -46,7 +46,7 @@ from tagwatch.metrics import Metrics, MetricsServer, StateRow, state_rows
 from tagwatch.notify import Notifier
 from tagwatch.registry.client import RegistryClient, client_for
 from tagwatch.sdnotify import SystemdNotifier
-from tagwatch.sources import expand
+from tagwatch.sources import read_sources
 from tagwatch.store import Store
 
 if TYPE_CHECKING:
@@ -140,6 +140,7 @@ class Daemon:
         self._since: dict[str, float] = {}  # job id -> monotonic time it was scheduled
         self._last_report: dict[str, CycleReport] = {}
         self._last_error: dict[str, str] = {}
+        self._notes: set[str] = set()  # containers of [[source]] engines that are not pins
         self.server: MetricsServer | None = None
         self.stuck = 0  # cycles still blocked in a request after the stop: see cli.cmd_run
         # Built by run() from the configuration (read there, so that its errors are exit
@@ -160,6 +161,7 @@ class Daemon:
         config = self._load()  # a ConfigError here is exit status 2
         self.store = Store(config.settings.database)
         self.metrics = Metrics(rows=self._state_rows, pending=self._pending_alerts)
+        config = self._expand(config)
         self.runtime = self._build(config)
         self.metrics.interval.set(
             max((p.interval for p in self.runtime.jobs.values()), default=config.settings.interval)
@@ -251,17 +253,35 @@ class Daemon:
     # --- configuration ----------------------------------------------------------------------
 
     def _load(self) -> Config:
+        """The configuration file as written (its [[source]] targets come from _expand)."""
         config = load_config(self.config_path, self.env)
         check_secrets(config, self.env)
         self.base_config = config
-        return expand(config)
+        return config
+
+    def _expand(self, config: Config) -> Config:
+        """Read every [[source]] (files, engines, clusters): the config with their targets.
+        A source that cannot be read is logged, and its last reading stands in."""
+        expansion = read_sources(config, self.store, now=self.clock())
+        notes = set(expansion.notes)
+        for note in sorted(notes - self._notes):
+            log.info("not checked: %s", note)
+        self._notes = notes
+        for status in expansion.statuses:
+            if status.error:
+                log.warning("%s (%s): %s", status.source.where, status.source.label, status.error)
+        self.metrics.observe_sources(
+            (s.source.label, s.ok, s.targets) for s in expansion.statuses
+        )
+        return expansion.config
 
     def refresh_sources(self) -> None:
-        """Scan the [[source]] files again; when the targets they name changed, apply it as
-        a reload would (the registry client, its tokens and the notifier are kept)."""
+        """Read the [[source]] entries again; when the targets they yield changed (or a
+        source went down or came back), apply it as a reload would (the registry client, its
+        tokens and the notifier are kept)."""
         runtime = self.runtime
-        config = expand(self.base_config)
-        if {t.key for t in config.targets} == {t.key for t in runtime.config.targets}:
+        config = self._expand(self.base_config)
+        if set(config.targets) == set(runtime.config.targets):
             return
         before = {t.key for t in runtime.config.targets}
         jobs = plan_jobs(config)
@@ -285,7 +305,7 @@ class Daemon:
         self.systemd.reloading()
         old = self.runtime
         try:
-            config = self._load()
+            config = self._expand(self._load())
             new = self._build(config)
         except TagwatchError as exc:
             log.error("reload refused, still running the previous configuration: %s", exc)

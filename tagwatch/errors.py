@@ -33,6 +33,7 @@ __all__ = [
     "ReferenceError_",
     "RegistryError",
     "RegistryUnavailable",
+    "SourceError",
     "StoreError",
     "TagwatchError",
     "describe_failure",
@@ -85,6 +86,11 @@ class RegistryUnavailable(RegistryError):
 
 class BadResponse(RegistryError):
     reason = "bad_response"
+
+
+class SourceError(TagwatchError):
+    """A [[source]] could not be read: its engine or API server is down, refuses us, or
+    answers nonsense. Never a reason to drop what it yielded before."""
 
 
 class StoreError(TagwatchError):

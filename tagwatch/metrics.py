@@ -304,6 +304,18 @@ class Metrics:
             self.events.labels(kind)
         for result in ("sent", "failed"):
             self.notifications.labels(result)
+        self.source_up = Gauge(
+            "tagwatch_source_up",
+            "Whether the last reading of an engine or Kubernetes [[source]] worked (0/1).",
+            ["source"],
+            registry=r,
+        )
+        self.source_targets = Gauge(
+            "tagwatch_source_targets",
+            "Targets a [[source]] yields (from its last good reading while it is down).",
+            ["source"],
+            registry=r,
+        )
         r.register(_StateCollector(rows, clock))
         r.register(_OutboxCollector(pending))
         self._lock = threading.Lock()
@@ -335,6 +347,19 @@ class Metrics:
             if finished > self._last_finished:
                 self._last_finished = finished
                 self.last_cycle.set(finished)
+
+    def observe_sources(self, statuses: Iterable[tuple[str, bool, int]]) -> None:
+        """(source label, read ok, targets) per [[source]], after each reading; sources no
+        longer configured lose their series."""
+        seen = set()
+        for label, ok, targets in statuses:
+            seen.add(label)
+            self.source_up.labels(label).set(1 if ok else 0)
+            self.source_targets.labels(label).set(targets)
+        for gauge in (self.source_up, self.source_targets):
+            for labels in list(gauge._metrics):  # noqa: SLF001 - prometheus_client has no API
+                if labels[0] not in seen:
+                    gauge.remove(*labels)
 
     def observe_delivery(self, ok: bool) -> None:
         self.notifications.labels("sent" if ok else "failed").inc()

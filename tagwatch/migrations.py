@@ -123,5 +123,21 @@ def m003_newer_versions(db: Database) -> None:
     )
 
 
+@migrations()
+def m004_source_readings(db: Database) -> None:
+    """The last reading of each engine and Kubernetes [[source]]: while one cannot be read,
+    the containers it ran stay targets (in `error`), instead of silently disappearing."""
+    db.table("source_readings").create(
+        {
+            "source": str,  # SourceConfig.label: "engine unix:///var/run/docker.sock"
+            "read_at": str,  # last successful reading
+            "items": str,  # JSON list of core.running.Running.as_dict()
+            "error": str,  # why the last attempt failed; NULL when it succeeded
+            "failed_at": str,
+        },
+        pk="source",
+    )
+
+
 def apply(conn: sqlite3.Connection) -> None:
     migrations.apply(Database(conn))

@@ -50,11 +50,16 @@ from tagwatch.core.outage import Outage
 from tagwatch.core.times import format_time, parse_time
 from tagwatch.errors import StoreError
 
-__all__ = ["Delivery", "StatusRow", "Store", "Undelivered"]
+__all__ = ["Delivery", "SourceReading", "StatusRow", "Store", "Undelivered"]
 
 # Applied migrations (tagwatch.migrations), in order: when the database has all of them,
 # opening it needs no sqlite-utils at all.
-MIGRATIONS = ("m001_initial", "m002_delivery_due", "m003_newer_versions")
+MIGRATIONS = (
+    "m001_initial",
+    "m002_delivery_due",
+    "m003_newer_versions",
+    "m004_source_readings",
+)
 
 _OUTAGE = "outage:"  # meta keys of the registries alerted down
 
@@ -158,6 +163,16 @@ class Delivery:
     notify_name: str
     attempts: int
     event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class SourceReading:
+    """The last successful reading of an engine or Kubernetes source, and whether the
+    latest attempt failed."""
+
+    read_at: datetime | None
+    items: list[dict[str, Any]]
+    error: str | None
 
 
 class Store:
@@ -334,7 +349,7 @@ class Store:
         with self._errors("recording a check"), self.db.atomic():
             tag_ids = self._record_tags(observations, stamp)
             for outcome in outcomes:
-                self._record_target(outcome, tag_ids)
+                self._record_target(outcome, tag_ids, stamp)
             for host, outage in (outages or {}).items():
                 self._record_outage(host, outage)
             ids: list[int] = []
@@ -369,10 +384,14 @@ class Store:
             self.db.conn.executemany("UPDATE tags SET checked_at = ? WHERE id = ?", same)
         return tag_ids
 
-    def _record_target(self, outcome: Outcome, tag_ids: Mapping[TagKey, int]) -> None:
+    def _record_target(
+        self, outcome: Outcome, tag_ids: dict[TagKey, int], stamp: str | None
+    ) -> None:
         if outcome.before == outcome.after and outcome.before.state is not None:
             return
         target = outcome.target
+        if target.tag_key not in tag_ids:  # its tag was not checked (its [[source]] is down)
+            tag_ids[target.tag_key] = self._insert_tag(target.tag_key, stamp)
         row = {
             "key": target.key,
             "kind": target.kind.value,
@@ -521,6 +540,46 @@ class Store:
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
+
+    # --- what engine and Kubernetes sources read --------------------------------------------
+
+    def save_reading(self, source: str, now: datetime, items: Sequence[Mapping[str, Any]]) -> None:
+        with self._errors("recording a source's reading"):
+            self.db.execute(
+                "INSERT INTO source_readings(source, read_at, items, error, failed_at) "
+                "VALUES(?,?,?,NULL,NULL) ON CONFLICT(source) DO UPDATE SET "
+                "read_at = excluded.read_at, items = excluded.items, error = NULL, "
+                "failed_at = NULL",
+                [source, format_time(now), _json([dict(i) for i in items])],
+            )
+
+    def reading_failed(self, source: str, now: datetime, error: str) -> None:
+        """Keep the last good reading; note why this one failed."""
+        with self._errors("recording a source's failure"):
+            self.db.execute(
+                "INSERT INTO source_readings(source, items, error, failed_at) VALUES(?,'[]',?,?) "
+                "ON CONFLICT(source) DO UPDATE SET error = excluded.error, "
+                "failed_at = excluded.failed_at",
+                [source, error, format_time(now)],
+            )
+
+    def reading(self, source: str) -> SourceReading | None:
+        """The last reading of `source`; None when it was never read successfully."""
+        with self._errors("reading a source's last reading"):
+            row = self.db.execute(
+                "SELECT read_at, items, error FROM source_readings WHERE source = ?", [source]
+            ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        try:
+            items = json.loads(row[1] or "[]")
+        except ValueError:
+            items = []
+        return SourceReading(
+            parse_time(row[0]),
+            [i for i in items if isinstance(i, dict)] if isinstance(items, list) else [],
+            row[2],
+        )
 
     # --- the outbox ------------------------------------------------------------------------
 

@@ -65,6 +65,10 @@ def test_wheel_contains_the_ops_files(wheel: Path) -> None:
         for name in FILES:
             data = archive.read(f"tagwatch/ops/{name}")
             assert data == (OPS / name).read_bytes(), name
+        # ...and every module: a subpackage left out of pyproject's list would be missing.
+        modules = {n for n in archive.namelist() if n.endswith(".py")}
+    package = REPO / "tagwatch"
+    assert modules == {str(p.relative_to(REPO)) for p in package.rglob("*.py")}
 
 
 @pytest.mark.integration

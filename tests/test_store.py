@@ -60,7 +60,8 @@ def test_wal_and_migrations(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "t.db"))
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     names = [r[0] for r in store.db.execute("SELECT name FROM _sqlite_migrations")]
-    assert names == ["m001_initial", "m002_delivery_due", "m003_newer_versions"]
+    assert names == ["m001_initial", "m002_delivery_due", "m003_newer_versions",
+                     "m004_source_readings"]
     store.close()
     # Re-opening applies nothing twice, and does not even load sqlite-utils.
     import sys
@@ -68,7 +69,7 @@ def test_wal_and_migrations(tmp_path: Path) -> None:
     for name in [m for m in sys.modules if m.startswith(("sqlite_utils", "tagwatch.migrations"))]:
         del sys.modules[name]
     again = Store(str(tmp_path / "t.db"))
-    assert rows(again, "_sqlite_migrations") == 3
+    assert rows(again, "_sqlite_migrations") == 4
     assert "sqlite_utils" not in sys.modules
 
 

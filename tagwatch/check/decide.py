@@ -15,6 +15,7 @@ from datetime import datetime
 
 from tagwatch.check.newer import with_newer
 from tagwatch.check.recall import Known
+from tagwatch.check.resolve import observation_of
 from tagwatch.core.drift import PinFacts, decide, merge_platform_digests
 from tagwatch.core.model import (
     DeliveryState,
@@ -111,7 +112,7 @@ def _decide_one(
     store: Store,
     notifier: Notifier | None,
 ) -> Outcome:
-    seen = observations[target.tag_key]
+    seen = observation_of(target, observations)
     before = known.tag(target.tag_key)
     view = known.target(target.key)
     moved = (

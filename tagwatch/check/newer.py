@@ -45,7 +45,7 @@ def find_newer(
     wanted = [
         t
         for t in targets
-        if t.newer and parse_version(t.tag) and isinstance(observations[t.tag_key], Resolved)
+        if t.newer and parse_version(t.tag) and isinstance(observations.get(t.tag_key), Resolved)
     ]
     if not wanted:
         return {}

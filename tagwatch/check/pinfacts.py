@@ -10,6 +10,7 @@ from datetime import datetime
 from functools import partial
 
 from tagwatch.check.recall import Known
+from tagwatch.check.resolve import observation_of
 from tagwatch.check.workers import Job, Workers
 from tagwatch.core.drift import PinFacts, pin_needs_facts
 from tagwatch.core.model import Observation, Resolved, Stretch, TagKey, Target
@@ -48,7 +49,7 @@ def pin_facts(
         return PinFacts()
 
     for target in targets:
-        seen = observations[target.tag_key]
+        seen = observation_of(target, observations)
         view = known.target(target.key)
         if not pin_needs_facts(target, view, seen):
             continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 
 from tagwatch.check.recall import Known
@@ -15,7 +15,7 @@ from tagwatch.core.refs import ImageRef
 from tagwatch.errors import NotFound, RegistryError, describe_failure, raised_at
 from tagwatch.registry.client import RegistryClient
 
-__all__ = ["observe", "resolve"]
+__all__ = ["observation_of", "observe", "resolve"]
 
 log = logging.getLogger("tagwatch.cycle")  # the name log filters know; kept from 0.x
 
@@ -31,7 +31,8 @@ def resolve(
     request starts: the tags not yet asked fail as abandoned."""
     refs: dict[TagKey, ImageRef] = {}
     for target in targets:
-        refs.setdefault(target.tag_key, target.ref.without_digest())
+        if target.source_error is None:  # what it runs is unknown: nothing to compare with
+            refs.setdefault(target.tag_key, target.ref.without_digest())
     jobs = [
         (ref.registry, partial(observe, client, ref, _known(known.tag(key)), abort))
         for key, ref in refs.items()
@@ -42,6 +43,14 @@ def resolve(
         return _internal_error(names[index], exc)
 
     return dict(zip(refs, workers.run(jobs, failed), strict=True))
+
+
+def observation_of(target: Target, observations: Mapping[TagKey, Observation]) -> Observation:
+    """What this check saw for `target`: its tag's observation, or a failure when the
+    [[source]] naming it (a container engine, a cluster) could not be read."""
+    if target.source_error is not None:
+        return Failed(target.source_error, "source")
+    return observations[target.tag_key]
 
 
 def observe(

@@ -87,6 +87,10 @@ class Target:
     newer: str | None = None  # report newer version tags: patch | minor | major
     newer_include: tuple[str, ...] = ()  # regexes: only newer tags matching one of them
     newer_exclude: tuple[str, ...] = ()  # regexes: never newer tags matching one of them
+    # Set when the [[source]] naming this target (a container engine, a cluster) could not
+    # be read now: what it runs is unknown, so the check is a failure with this message,
+    # never a move or a vanish.
+    source_error: str | None = None
 
     @property
     def key(self) -> str:
