@@ -107,7 +107,7 @@ def test_containers_are_pins_that_fall_behind_and_go_stale(
         time.sleep(0.25)
         assert setup("check").code == 0
     [stale] = webhook.wait_for(1)
-    assert stale["title"] == f"[tagwatch] stale: {host}/{app}:1.0"
+    assert stale["title"] == f"[tagwatch] stale: {host}/{app}:1.0 (container web-1 on {engine})"
     assert f"source: container web-1 on {engine}" in stale["message"]
     assert running in stale["message"] and moved in stale["message"]
     status = setup("status")
@@ -149,7 +149,8 @@ def test_engine_down_is_an_error_never_a_vanish(
         assert f"tagwatch: source[0]: engine {engine}: cannot connect" in run.err
         assert len(webhook.received) == attempt - 1  # error_after = 2
     [error] = webhook.wait_for(1)
-    assert error["title"] == f"[tagwatch] error: {host}/{app}:2"
+    whose = f"(container api on {engine})"
+    assert error["title"] == f"[tagwatch] error: {host}/{app}:2 {whose}"
     assert f"engine {engine}: cannot connect" in error["message"]
     assert f"source: container api on {engine}" in error["message"]
     status = setup.status()[key]
@@ -160,7 +161,8 @@ def test_engine_down_is_an_error_never_a_vanish(
     assert run.code == 0, run.err
     assert run.json()[0]["state"] == "ok"
     titles = [m["title"] for m in webhook.wait_for(2)]
-    assert titles == [f"[tagwatch] error: {host}/{app}:2", f"[tagwatch] recovered: {host}/{app}:2"]
+    assert titles == [f"[tagwatch] error: {host}/{app}:2 {whose}",
+                      f"[tagwatch] recovered: {host}/{app}:2 {whose}"]
     assert not any("vanished" in t for t in titles)
 
 

@@ -227,13 +227,14 @@ def test_pods_are_judged_and_alerted_like_pins(registry_anonymous: Registry, tmp
         line = next(ln for ln in run.out.splitlines() if ln.startswith(f"{host}/shop/web:1.4"))
         assert line.split()[1:3] == ["pin", "stale"]
         received = webhook.wait_for(4)
-        titles = {m["title"] for m in received}
+        titles = {m["title"].partition(" (pod ")[0] for m in received}  # titles name the pods
         assert titles == {"[tagwatch] pin_missing: docker.io/library/nginx:1.25",
                           f"[tagwatch] pin_missing: {host}/shop/web:1.4",
                           "[tagwatch] stale: docker.io/library/nginx:1.25",
                           f"[tagwatch] stale: {host}/shop/web:1.4"}
         for message in received:
-            if "shop/web" in message["title"]:
+            if f"{host}/shop/web:1.4" in message["title"]:
+                assert message["title"].endswith(f" ({WEB_PLACES})")
                 assert f"source: {WEB_PLACES.replace(REG, host)}" in message["message"]
                 assert WEB in message["message"]
             else:
