@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Container, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
 from typing import Any, TypeVar

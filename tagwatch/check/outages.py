@@ -51,6 +51,8 @@ def registry_outages(
     `outcomes`: this cycle's; `before`: the registries recorded as down."""
     by_host: dict[str, list[Outcome]] = {}
     for outcome in outcomes:
+        if outcome.target.source_error is not None:
+            continue  # its engine or cluster is down, not its registry: not asked this time
         by_host.setdefault(outcome.target.ref.registry, []).append(outcome)
     counts: dict[str, int] = {}
     for target in configured:
