@@ -148,3 +148,29 @@ def test_a_registry_down_is_one_error_and_one_recovered(
                           "(4 watches and pins)"], titles
         assert check().returncode == 1  # the sick tag still fails: nothing more to say
         assert len(webhook.received) == 3, [m["title"] for m in webhook.received]
+
+
+def test_pins_held_by_a_down_engine_say_nothing_about_their_registry() -> None:
+    """A container's pin whose engine cannot be read carries its source's failure: it was not
+    asked of the registry, so it neither keeps a down registry from recovering nor keeps an
+    up one from being judged down."""
+    from tagwatch.check.outages import registry_outages
+    from tagwatch.core.model import Kind, Outcome, Target, TargetView
+    from tagwatch.core.refs import parse_ref
+
+    def outcome(ref: str, obs: Any, fails: int = 3, **kw: Any) -> Outcome:
+        target = Target(Kind.PIN, parse_ref(ref), **kw)
+        return Outcome(target, obs, TargetView(), TargetView(fail_count=fails))
+
+    held = outcome(f"reg.example/a:1@sha256:{'b' * 64}", Failed("engine unix:///x: down", "source"),
+                   source_error="engine unix:///x: down")
+    answered = Resolved("sha256:" + "a" * 64, "application/vnd.oci.image.manifest.v1+json")
+    # Down before, answering now for a:1 (the held pin names the same tag): recovered.
+    before = {"reg.example": Outage(NOW - timedelta(hours=1), DOWN.message, 3)}
+    result = registry_outages([], [outcome("reg.example/a:1", answered, 0), held], before,
+                              policy=POLICY, now=NOW, notifier=None)
+    assert [p.event.kind for p in result.events] == [EventKind.RECOVERED]
+    # Every tag the registry was asked for is unavailable: down, whatever the held pin says.
+    asked = [outcome("reg.example/a:1", DOWN), outcome("reg.example/b:1", DOWN)]
+    result = registry_outages([], [*asked, held], {}, policy=POLICY, now=NOW, notifier=None)
+    assert [p.event.kind for p in result.events] == [EventKind.ERROR]
