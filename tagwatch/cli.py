@@ -301,9 +301,14 @@ def _print_outages(store: Store) -> None:
     if outages:
         print()
     for host, outage in sorted(outages.items()):
+        alert = (
+            f"one error alert for its {outage.targets} watches and pins"
+            if outage.alerted
+            else "its error alert waits for error_after failed checks"
+        )
         print(
-            f"registry {host} is down since {format_time(outage.since)} (one error alert for "
-            f"its {outage.targets} watches and pins): {outage.message}"
+            f"registry {host} is down since {format_time(outage.since)} ({alert}): "
+            f"{outage.message}"
         )
 
 

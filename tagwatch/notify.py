@@ -99,6 +99,7 @@ def _render_registry(event: Event) -> tuple[str, str]:
         lines = [
             f"registry {host} is down: every check of its watches and pins failed.",
             f"error: {d.get('error')}",
+            f"down since: {d.get('down_since')}",
             f"failed checks in a row: {d.get('failures')}",
             f"held up: {things}" + (f" ({shown})" if shown else ""),
             "each watch's and pin's error: tagwatch status",

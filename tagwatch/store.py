@@ -7,7 +7,7 @@ tag's `checked_at` in place and adds no row. A stretch (one row of `stretches`) 
 time during which the tag pointed at one digest; the open stretch (last_seen NULL) ends at
 the tag's `checked_at`.
 
-A registry alerted down (core.outage) is a row of `meta`, `outage:HOST`, until it answers.
+A registry seen down (core.outage) is a row of `meta`, `outage:HOST`, until it answers.
 
 Use a Store from one thread only (sqlite3's check_same_thread); the cycle does all its
 database work on its own thread and only the HTTP on worker threads.
@@ -419,7 +419,7 @@ class Store:
             )
 
     def registry_outages(self) -> dict[str, Outage]:
-        """The registries alerted down (core.outage), by host."""
+        """The registries seen down (core.outage), alerted or not yet, by host."""
         with self._errors("reading registry outages"):
             rows = self.db.execute(
                 "SELECT key, value FROM meta WHERE key LIKE ?", [_OUTAGE + "%"]
@@ -430,7 +430,10 @@ class Store:
             since = parse_time(data.get("since"))
             if since is not None:
                 out[key[len(_OUTAGE) :]] = Outage(
-                    since, str(data.get("message", "")), int(data.get("targets", 0))
+                    since,
+                    str(data.get("message", "")),
+                    int(data.get("targets", 0)),
+                    bool(data.get("alerted", True)),
                 )
         return out
 

@@ -43,11 +43,23 @@ def test_every_tag_failing_unavailable_after_error_after_is_one_registry_error()
     assert event.details["targets"] == 6 and event.details["failures"] == 3
     assert event.details["error"] == DOWN.message
     assert decision.covers and decision.outage == Outage(NOW, DOWN.message, 6)
+    assert event.details["down_since"] == "2026-11-29T12:00:00Z"
 
 
 def test_before_error_after_the_outage_is_held_back_and_no_target_alerts() -> None:
     decision = decide_outage(seen(DOWN, DOWN, fails=(2, 5)), None, policy=POLICY, now=NOW)
-    assert decision.events == () and decision.outage is None and decision.covers
+    assert decision.events == () and decision.covers
+    assert decision.outage == Outage(NOW, DOWN.message, 6, alerted=False)
+    # error_after reached later: the alert says since when it is down (the first cycle)
+    later = NOW + timedelta(minutes=30)
+    alert = decide_outage(seen(DOWN, DOWN), decision.outage, policy=POLICY, now=later)
+    (event,) = alert.events
+    assert event.details["down_since"] == "2026-11-29T12:00:00Z"
+    assert event.details["down_seconds"] == 1800.0
+    assert alert.outage == Outage(NOW, DOWN.message, 6, alerted=True)
+    # back before error_after: nobody was told, nothing to say
+    back = decide_outage(seen(DOWN, Missing()), decision.outage, policy=POLICY, now=later)
+    assert back.events == () and back.outage is None and not back.covers
 
 
 @pytest.mark.parametrize("other", [

@@ -5,8 +5,9 @@ When every tag a cycle checks on one registry fails the way an unreachable regis
 its targets' own `error` alerts are held back, and once every one of them has failed
 `error_after` times in a row ONE `error` alert goes out naming the registry and how many
 watches and pins it holds up. The first cycle in which the registry answers again (any
-answer: a digest, "no such tag", even a refusal) sends ONE `recovered`. A registry alerted
-down stays down in the database (`Outage`), across restarts, until it answers.
+answer: a digest, "no such tag", even a refusal) sends ONE `recovered`. A registry seen
+down stays down in the database (`Outage`, from the first cycle that saw it so: its
+`since`), across restarts, until it answers.
 
 A target failing alone on a registry that answers for other tags is no outage: it gets its
 own `error`, as always. One tag is not enough evidence either: a registry is judged down
@@ -43,6 +44,7 @@ ANSWER_REASONS = frozenset({"auth", "not_found", "rate_limited", "bad_response"}
 #: Distinct tags that must fail in one cycle before a registry is judged down.
 MIN_TAGS = 2
 
+
 def registry_event_target(host: str) -> str:
     """The `Event.target` of a registry's own events (a watch or pin has `kind:ref`)."""
     return REGISTRY_TARGET + host
@@ -58,14 +60,21 @@ def _answered(obs: Observation) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Outage:
-    """A registry alerted down: since when, why, and how many targets it held up then."""
+    """A registry seen down: since the first cycle that saw it so, why, how many targets it
+    holds up, and whether its `error` went out (not yet: waiting for `error_after`)."""
 
     since: datetime
     message: str
     targets: int
+    alerted: bool = True
 
     def as_dict(self) -> dict[str, Any]:
-        return {"since": _iso(self.since), "message": self.message, "targets": self.targets}
+        return {
+            "since": _iso(self.since),
+            "message": self.message,
+            "targets": self.targets,
+            "alerted": self.alerted,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,32 +104,44 @@ def decide_outage(
 ) -> OutageDecision:
     """The registry's outage state after this cycle, and its `error`/`recovered` alerts."""
     observations = list(seen.observations)
-    if before is not None:
-        if any(_answered(obs) for obs in observations):
-            recovered = _event(
-                seen,
-                EventKind.RECOVERED,
-                now,
-                {
-                    "down_since": _iso(before.since),
-                    "down_seconds": max(0.0, (now - before.since).total_seconds()),
-                },
-            )
-            return OutageDecision(None, (recovered,), covers=False)
-        return OutageDecision(before, (), covers=True)
+    answered = any(_answered(obs) for obs in observations)
+    if before is not None and answered:
+        if not before.alerted:  # back before anyone was told: nothing to say
+            return OutageDecision(None)
+        recovered = _event(
+            seen,
+            EventKind.RECOVERED,
+            now,
+            {
+                "down_since": _iso(before.since),
+                "down_seconds": max(0.0, (now - before.since).total_seconds()),
+            },
+        )
+        return OutageDecision(None, (recovered,), covers=False)
     down = len(observations) >= MIN_TAGS and all(is_outage_failure(o) for o in observations)
+    if before is not None and (before.alerted or not down):
+        return OutageDecision(before, (), covers=True)  # still down, as far as one can tell
     if not down:
         return OutageDecision(None)
+    first = next(o for o in observations if isinstance(o, Failed))
+    since = before.since if before is not None else now
     failures = min(seen.fail_counts, default=0)
     if failures < policy.error_after:
-        return OutageDecision(None, (), covers=True)
-    first = next(o for o in observations if isinstance(o, Failed))
-    outage = Outage(now, first.message, seen.configured)
+        return OutageDecision(
+            Outage(since, first.message, seen.configured, alerted=False), covers=True
+        )
+    outage = Outage(since, first.message, seen.configured)
     error = _event(
         seen,
         EventKind.ERROR,
         now,
-        {"error": first.message, "reason": first.reason, "failures": failures},
+        {
+            "error": first.message,
+            "reason": first.reason,
+            "failures": failures,
+            "down_since": _iso(since),
+            "down_seconds": max(0.0, (now - since).total_seconds()),
+        },
     )
     return OutageDecision(outage, (error,), covers=True)
 
