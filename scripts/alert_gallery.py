@@ -46,7 +46,9 @@ def layered(push: Pusher, repo: str, tag: str, layers: list[bytes], version: str
     return push.push_manifest(repo, tag, manifest, OCI_MANIFEST)
 
 
-def main() -> None:
+def gallery() -> dict[str, list[dict[str, str]]]:
+    """Every kind of alert: what each of the three webhooks (`each`, `summary`, `digest`)
+    received, in order."""
     work = Path(tempfile.mkdtemp(prefix="tagwatch-gallery-"))
     registry = start_registry(work / "registry", "anonymous")
     proxy = FaultProxy(registry.url)
@@ -62,6 +64,8 @@ def main() -> None:
         push.push_image("app", "stable", seed="a")
         old_base = push.push_image("alpine", "3.20", seed="old")
         push.push_image("alpine", "3.20", seed="new")
+        platforms = ["linux/amd64", "linux/arm64"]
+        _, images = push.push_index("node", "22", platforms, seed="node-1", attestation=False)
         host = proxy.host
         (work / "config.toml").write_text(f"""
 [tagwatch]
@@ -75,6 +79,9 @@ image = "{host}/tool:1.4"
 newer = "minor"
 [[watch]]
 image = "{host}/app:stable"
+[[watch]]
+image = "{host}/node:22"
+platforms = ["linux/amd64"]
 [[pin]]
 image = "{host}/alpine:3.20@{old_base}"
 max_age = "7d"
@@ -110,29 +117,45 @@ events = ["moved", "rewritten", "vanished", "returned", "newer"]
         push.push_image("tool", "1.4.2", seed="tampered")
         push.delete_tag("app", "stable")
         push.tag("tool", "1.5", push.push_image("tool", None, seed="1.5"))
+        # node:22's amd64 image is rebuilt, arm64 stays: the watch follows amd64 only
+        amd64 = push.push_image("node", None, platform=("linux", "amd64", None), seed="node-2")
+        push.put_index("node", "22", {"linux/amd64": amd64, "linux/arm64": images["linux/arm64"]})
         cycle(T0)
         push.push_image("app", "stable", seed="b")
         cycle(T0 + timedelta(hours=1))
-        proxy.set_fault("status", code=503)
+        # one tag fails on a registry that answers for the others: its own error
+        fault = proxy.set_fault("status", code=503, match="/v2/python/")
         for hour in (2, 3, 4):
             cycle(T0 + timedelta(hours=hour))
-        proxy.clear()
+        fault.remove()
         cycle(T0 + timedelta(hours=5))
         push.tag("alpine", "3.20", old_base)
         cycle(T0 + timedelta(hours=6))
-        for sink, name in ((hook, "each"), (summary, "summary"), (digest, "digest")):
-            for message in sink.received:
-                print(f"--- {name} type={message['type']}")
-                print(message["title"])
-                print(message["message"])
+        # the whole registry answers 503: one error for all its watches and pins
+        proxy.set_fault("status", code=503)
+        for hour in (7, 8, 9):
+            cycle(T0 + timedelta(hours=hour))
+        proxy.clear()
+        cycle(T0 + timedelta(hours=10))
+        received = {"each": hook.received, "summary": summary.received,
+                    "digest": digest.received}
         client.close()
         store.close()
+        return received
     finally:
         hook.close()
         summary.close()
         digest.close()
         proxy.close()
         registry.close()
+
+
+def main() -> None:
+    for name, messages in gallery().items():
+        for message in messages:
+            print(f"--- {name} type={message['type']}")
+            print(message["title"])
+            print(message["message"])
 
 
 if __name__ == "__main__":

@@ -28,9 +28,13 @@ def step(text: str) -> None:
 
 
 def tagwatch(config: Path, *args: str) -> None:
-    command = ["tagwatch", *args, "-c", str(config)]
-    print("$ " + " ".join(command[:-2]) + " -c config.toml", flush=True)
-    subprocess.run([sys.executable, "-m", "tagwatch", *command[1:]], check=False)
+    """`tagwatch ARGS -c config.toml`, run in the config's directory."""
+    print("$ " + " ".join(["tagwatch", *args, "-c", "config.toml"]), flush=True)
+    subprocess.run(
+        [sys.executable, "-m", "tagwatch", *args, "-c", config.name],
+        cwd=config.parent,
+        check=False,
+    )
 
 
 def main() -> None:
@@ -44,7 +48,7 @@ def main() -> None:
             config = work / "config.toml"
             config.write_text(textwrap.dedent(f"""\
                 [tagwatch]
-                database = "{work / 'tagwatch.db'}"
+                database = "tagwatch.db"
 
                 [[watch]]
                 image = "{registry.host}/demo/app:1.0"
@@ -52,7 +56,8 @@ def main() -> None:
                 [[notify]]
                 url = "{hook.url}"
                 """))
-            print(config.read_text().replace(str(work), "/tmp/demo"))
+            print("$ cat config.toml")
+            print(config.read_text(), end="")
             step("first check: the tag is recorded, no alert (first sight is silent)")
             tagwatch(config, "check")
             step("the publisher rebuilds demo/app:1.0 (same tag, new digest)")

@@ -1,12 +1,19 @@
-"""README examples, for real: `.venv/bin/python scripts/readme_examples.py [SECTION…]`.
+"""README examples, for real: `.venv/bin/python scripts/readme_examples.py [SECTION…]`;
+`./dev docs` (scripts/docs.py) puts them into README.md between `<!-- docs:SECTION -->`
+markers.
 
-Sections: `first-steps` (what a new user's mistakes print), `newer-filters` (newer versions
-with `newer_include`/`newer_exclude`, the tag-list cache and `check --refresh-tags`),
-`json-alerts` (a `format = "json"` alert as a json:// webhook receives it). Each
-starts what it needs (the distribution registry on loopback, a local webhook), runs the real
-`tagwatch` command line and prints `$ command` and what it wrote. Only these are edited in
-the output: temporary directories are shown as `/tmp/demo`, the registry's address as
-`localhost:5000`, and the directory tagwatch is installed in as `…/`.
+Sections (`SECTIONS` below): `first-steps` (what a new user's mistakes print),
+`config-errors` (one-line configuration errors), `newer-filters` (newer versions with
+`newer_include`/`newer_exclude`, the tag-list cache and `check --refresh-tags`),
+`json-alerts` (a `format = "json"` alert as a json:// webhook receives it), `audit`,
+`verbose` (`check -v`), `outbox` (`status` with alerts waiting for delivery). Each starts
+what it needs (the distribution registry on loopback, a local webhook), runs the real
+`tagwatch` command line in a temporary directory and prints `$ command` and what it wrote.
+Only these are edited in the output: the temporary directory is shown as `.`, the registry's
+address as `localhost:5000`, and the directory tagwatch is installed in as `…/`.
+
+To add an example: a function `(shell, push) -> None` here, its name in `SECTIONS`, and the
+markers where it goes in README.md.
 """
 
 from __future__ import annotations
@@ -40,7 +47,8 @@ class Shell:
         self.registry = registry
 
     def shown(self, text: str) -> str:
-        text = text.replace(str(self.work), "/tmp/demo").replace(INSTALLED, "…/")
+        text = text.replace(str(self.work) + "/", "").replace(str(self.work), ".")
+        text = text.replace(INSTALLED, "…/")
         if self.registry is not None:
             text = text.replace(self.registry.host, SHOWN_HOST)
         return text
@@ -61,12 +69,13 @@ class Shell:
         done = subprocess.run(
             [sys.executable, "-m", "tagwatch", *args],
             cwd=self.work,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,  # one stream, in the order a terminal shows it
             text=True,
             env=full,
             check=False,
         )
-        print(self.shown(done.stdout + done.stderr), end="")
+        print(self.shown(done.stdout), end="")
         if done.returncode:
             print(f"(exit status {done.returncode})")
         return done.returncode
@@ -108,7 +117,7 @@ def first_steps(shell: Shell, push: Pusher) -> None:
         "config.toml",
         f"""\
         [tagwatch]
-        database = "{shell.work / "tagwatch.db"}"
+        database = "tagwatch.db"
 
         [[watch]]
         image = "{host}/library/python:3.12"
@@ -133,7 +142,7 @@ def newer_filters(shell: Shell, push: Pusher) -> None:
             "config.toml",
             f"""\
             [tagwatch]
-            database = "{shell.work / "tagwatch.db"}"
+            database = "tagwatch.db"
             tag_list_ttl = "6h"          # the default
 
             [[watch]]
@@ -168,7 +177,7 @@ def json_alerts(shell: Shell, push: Pusher) -> None:
             "config.toml",
             f"""\
             [tagwatch]
-            database = "{shell.work / "tagwatch.db"}"
+            database = "tagwatch.db"
 
             [[watch]]
             image = "{host}/library/python:3.12-slim"
@@ -193,26 +202,135 @@ def json_alerts(shell: Shell, push: Pusher) -> None:
         print(shell.shown(json.dumps(obj, indent=2, ensure_ascii=False)))
 
 
+def config_errors(shell: Shell, push: Pusher) -> None:
+    """One line each, naming file, line and key: a typo is named before what it hides, a
+    routing tag no target carries, a secret never shown."""
+    examples = {
+        "interval.toml": '[tagwatch]\ninterval = "15"\n',
+        "pin.toml": '[[pin]]\nimage = "python:3.12"\n',
+        "typo.toml": '[[watch]]\nimgae = "python:3.12"\n',
+        "routing.toml": '[[watch]]\nimage = "python:3.12"\nnotify = ["opz"]\n\n'
+        '[[notify]]\nurl_env = "SLACK_URL"\ntags = ["ops"]\n',
+        "listen.toml": '[metrics]\nlisten = "localhost:99999"\n',
+        "secret.toml": '[[notify]]\nurl = ["slack://T0AAAAAAA/B0BBBBBBB/XXXXXXXXXXXXXXXX"]\n',
+    }
+    for name, text in examples.items():
+        shell.write(name, text)
+        shell.run("validate", "-c", name)
+
+
+def audit(shell: Shell, push: Pusher) -> None:
+    assert shell.registry is not None
+    host = shell.registry.host
+    labels = {
+        "org.opencontainers.image.source": "https://github.com/docker-library/python",
+        "org.opencontainers.image.authors": "Docker Community",
+    }
+    old = push.push_image("library/python", "3.12-slim", seed="py-old", labels=labels,
+                          created="2026-09-01T00:00:00Z")
+    push.push_image("library/python", "3.12-slim", seed="py-new", labels=labels,
+                    created="2026-11-01T00:00:00Z")
+    push.push_image("library/python", "3.13-slim", seed="py-313", labels=labels)
+    push.push_image("library/nginx", "latest", seed="nginx", created="2026-10-15T00:00:00Z")
+    shell.write(
+        "config.toml",
+        f"""\
+        [tagwatch]
+        database = "tagwatch.db"
+
+        [[watch]]
+        image = "{host}/library/nginx"
+        [[watch]]
+        image = "{host}/library/python:3.12-slim"
+        newer = "minor"
+        [[pin]]
+        image = "{host}/library/python:3.12-slim@{old}"
+        source = "services/api/Dockerfile"
+        max_age = "7d"
+        """,
+    )
+    shell.run("check", "-c", "config.toml")
+    shell.run("audit", "-c", "config.toml")
+    shell.run("audit", "-c", "config.toml", "--fail-on", "stale,latest")
+
+
+def verbose(shell: Shell, push: Pusher) -> None:
+    assert shell.registry is not None
+    host = shell.registry.host
+    push.push_index("library/python", "3.12", ["linux/amd64", "linux/arm64"], seed="v1")
+    shell.write(
+        "config.toml",
+        f"""\
+        [tagwatch]
+        database = "tagwatch.db"
+
+        [[watch]]
+        image = "{host}/library/python:3.12"
+        platforms = ["linux/amd64"]
+        """,
+    )
+    shell.run("check", "-c", "config.toml")
+    push.push_index("library/python", "3.12", ["linux/amd64", "linux/arm64"], seed="v2")
+    shell.run("check", "-v", "-c", "config.toml")
+
+
+def outbox(shell: Shell, push: Pusher) -> None:
+    assert shell.registry is not None
+    host = shell.registry.host
+    push.push_image("library/python", "3.12", seed="o1")
+    with WebhookSink() as hook:
+        shell.write(
+            "config.toml",
+            f"""\
+            [tagwatch]
+            database = "tagwatch.db"
+
+            [[watch]]
+            image = "{host}/library/python:3.12"
+
+            [[notify]]
+            name = "ops-webhook"
+            url = "{hook.url}"
+            """,
+        )
+        shell.run("check", "-c", "config.toml")
+        hook.set_failing(True, status=503)
+        push.push_image("library/python", "3.12", seed="o2")
+        shell.run("check", "-c", "config.toml")
+        shell.run("status", "-c", "config.toml")
+        hook.set_failing(False)
+        shell.run("check", "-c", "config.toml")
+
+
 SECTIONS: dict[str, Callable[[Shell, Pusher], None]] = {
     "first-steps": first_steps,
+    "config-errors": config_errors,
     "newer-filters": newer_filters,
     "json-alerts": json_alerts,
+    "audit": audit,
+    "verbose": verbose,
+    "outbox": outbox,
 }
+
+
+def run_section(name: str) -> None:
+    """Run one section in a fresh directory with a fresh registry; it prints its output."""
+    if name not in SECTIONS:
+        raise SystemExit(f"unknown section {name!r} (sections: {', '.join(SECTIONS)})")
+    with tempfile.TemporaryDirectory(prefix="tagwatch-readme-") as tmp:
+        work = Path(tmp)
+        registry = start_registry(work / "registry", "anonymous")
+        try:
+            SECTIONS[name](Shell(work, registry), Pusher(registry))
+        finally:
+            registry.close()
 
 
 def main(names: list[str]) -> None:
     for name in names or list(SECTIONS):
-        if name not in SECTIONS:
-            raise SystemExit(f"unknown section {name!r} (sections: {', '.join(SECTIONS)})")
-        with tempfile.TemporaryDirectory(prefix="tagwatch-readme-") as tmp:
-            work = Path(tmp)
-            registry = start_registry(work / "registry", "anonymous")
-            try:
-                print(f"### {name}\n")
-                SECTIONS[name](Shell(work, registry), Pusher(registry))
-                print()
-            finally:
-                registry.close()
+        print(f"### {name}\n")
+        run_section(name)
+        print()
 
 
 if __name__ == "__main__":

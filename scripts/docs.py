@@ -1,0 +1,175 @@
+"""Every example output in README.md, from real runs: `./dev docs [NAME…]`.
+
+README.md marks each output it shows:
+
+    <!-- docs:NAME -->
+    ```
+    …what the run printed…
+    ```
+    <!-- /docs:NAME -->
+
+and this script runs the generator of every NAME (or of the names given) and puts what it
+printed between the markers. Nothing in these blocks is typed by hand; tests/test_readme.py
+fails when an output block has no markers, a marker has no generator, or a block holds a
+shell error, a traceback or a path of the machine it was made on.
+
+Generators (each starts what it needs on loopback: the distribution registry, webhooks):
+
+* `demo`: scripts/demo.py (`./dev demo`);
+* `gallery`, `gallery-summary`: scripts/alert_gallery.py (`./dev gallery`), every alert as
+  the webhook of an `each` target received it, and the first message of a `summary` target;
+* `bump`: scripts/bump_example.py;
+* every section of scripts/readme_examples.py (`first-steps`, `config-errors`, …).
+
+`bench` is the exception: the performance table comes from a full `bench/run.py` run on a
+quiet machine, which this script does not make (it leaves that block alone).
+
+    ./dev docs              # every block
+    ./dev docs audit demo   # these only
+    ./dev docs --list       # the names, and where each comes from
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+
+#: `<!-- docs:NAME -->`, a fenced block, `<!-- /docs:NAME -->`.
+BLOCK = re.compile(
+    r"(?P<open><!-- docs:(?P<name>[a-z0-9-]+) -->\n```[a-z]*\n)(?P<body>.*?)"
+    r"(?P<close>```\n<!-- /docs:(?P=name) -->)",
+    re.S,
+)
+
+#: Blocks this script does not make, and what does.
+MANUAL = {"bench": "bench/run.py, full mode, on a quiet machine (see README Performance)"}
+
+
+def _script(name: str) -> str:
+    """Run scripts/NAME with this Python; its output, stdout and stderr as one stream."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TAGWATCH_CONFIG", "NO_COLOR")}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode:
+        raise SystemExit(f"scripts/{name} exited {done.returncode}:\n{done.stdout}")
+    return done.stdout
+
+
+def _section(name: str) -> Callable[[], str]:
+    def run() -> str:
+        import readme_examples
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            readme_examples.run_section(name)
+        return out.getvalue()
+
+    return run
+
+
+def _message(message: dict[str, str]) -> str:
+    return f"{message['title']}\n{message['message']}\n"
+
+
+_gallery_cache: dict[str, list[dict[str, str]]] = {}
+
+
+def _gallery(part: str) -> Callable[[], str]:
+    def run() -> str:
+        if not _gallery_cache:
+            import alert_gallery
+
+            with contextlib.redirect_stdout(io.StringIO()):
+                _gallery_cache.update(alert_gallery.gallery())
+        if part == "each":
+            return "\n".join(_message(m) for m in _gallery_cache["each"])
+        return _message(_gallery_cache["summary"][0])
+
+    return run
+
+
+def generators() -> dict[str, tuple[str, Callable[[], str]]]:
+    """Block name -> (where it comes from, the function that makes it)."""
+    import readme_examples
+
+    out: dict[str, tuple[str, Callable[[], str]]] = {
+        "demo": ("scripts/demo.py", lambda: _script("demo.py").lstrip("\n")),
+        "gallery": ("scripts/alert_gallery.py: the `each` target", _gallery("each")),
+        "gallery-summary": ("scripts/alert_gallery.py: the `summary` target", _gallery("summary")),
+        "bump": ("scripts/bump_example.py", lambda: _script("bump_example.py").rstrip("\n") + "\n"),
+    }
+    for name in readme_examples.SECTIONS:
+        out[name] = (f"scripts/readme_examples.py {name}", _section(name))
+    return out
+
+
+def blocks(text: str) -> list[tuple[str, str]]:
+    """(name, body) of every marked block of a README text."""
+    return [(m.group("name"), m.group("body")) for m in BLOCK.finditer(text)]
+
+
+def replace(text: str, made: dict[str, str]) -> str:
+    def sub(match: re.Match[str]) -> str:
+        name = match.group("name")
+        if name not in made:
+            return match.group(0)
+        body = made[name]
+        if not body.endswith("\n"):
+            body += "\n"
+        return match.group("open") + body + match.group("close")
+
+    return BLOCK.sub(sub, text)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="./dev docs", description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help="only these blocks")
+    parser.add_argument("--list", action="store_true", help="list the blocks and exit")
+    args = parser.parse_args(argv)
+    known = generators()
+    text = README.read_text()
+    marked = [name for name, _ in blocks(text)]
+    if args.list:
+        for name in marked:
+            where = known[name][0] if name in known else MANUAL.get(name, "NO GENERATOR")
+            print(f"{name:16} {where}")
+        return 0
+    unknown = [n for n in marked if n not in known and n not in MANUAL]
+    if unknown:
+        print(f"README.md marks blocks no generator makes: {', '.join(unknown)}", file=sys.stderr)
+        return 1
+    names = args.names or [n for n in marked if n in known]
+    for name in names:
+        if name not in known:
+            print(f"no generator for {name!r} (./dev docs --list)", file=sys.stderr)
+            return 2
+    made = {}
+    for name in dict.fromkeys(names):
+        print(f"docs: {name} ({known[name][0]})", file=sys.stderr, flush=True)
+        made[name] = known[name][1]()
+    README.write_text(replace(text, made))
+    print(f"docs: README.md: {len(made)} blocks written", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
