@@ -19,10 +19,14 @@ Generators (each starts what it needs on loopback: the distribution registry, we
 * `gallery`, `gallery-summary`: scripts/alert_gallery.py (`./dev gallery`), every alert as
   the webhook of an `each` target received it, and the first message of a `summary` target;
 * `bump`: scripts/bump_example.py;
+* `engines-*`: scripts/engines_demo.py (Podman's Docker Engine API, a recorded Kubernetes
+  API), one block per step;
 * every section of scripts/readme_examples.py (`first-steps`, `config-errors`, …).
 
-`bench` is the exception: the performance table comes from a full `bench/run.py` run on a
-quiet machine, which this script does not make (it leaves that block alone).
+A temporary directory in what they print shows as `…/`; nothing else is edited. `MANUAL`
+lists the exceptions, blocks this script leaves alone: the performance table comes from a
+full `bench/run.py` run on a quiet machine, the container run from scripts/image_demo.py
+after an image build.
 
     ./dev docs              # every block
     ./dev docs audit demo   # these only
@@ -54,7 +58,26 @@ BLOCK = re.compile(
 )
 
 #: Blocks this script does not make, and what does.
-MANUAL = {"bench": "bench/run.py, full mode, on a quiet machine (see README Performance)"}
+MANUAL = {
+    "bench": "bench/run.py, full mode, on a quiet machine (see README Performance)",
+    "image-demo": "scripts/image_demo.py, after scripts/build_image.sh builds the image",
+    "kubernetes-validate": "the command shown, in deploy/kubernetes",
+}
+
+#: The steps of scripts/engines_demo.py (its `==> ` headings, in order), one block each.
+ENGINES_STEPS = (
+    "engines-start",
+    "engines-behind",
+    "engines-stale",
+    "engines-stopped",
+    "engines-kubernetes",
+)
+
+
+def shown(text: str) -> str:
+    """The one edit made to what a generator printed: a temporary directory (an engine's
+    socket, say) shows as `…/`."""
+    return re.sub(r"/tmp/[^/\s]+/", "…/", text)
 
 
 def _script(name: str) -> str:
@@ -107,6 +130,22 @@ def _gallery(part: str) -> Callable[[], str]:
     return run
 
 
+_engines_cache: list[str] = []
+
+
+def _engines(step: int) -> Callable[[], str]:
+    def run() -> str:
+        if not _engines_cache:
+            steps = re.split(r"^==> .*\n", _script("engines_demo.py"), flags=re.M)[1:]
+            if len(steps) != len(ENGINES_STEPS):
+                raise SystemExit(f"scripts/engines_demo.py printed {len(steps)} steps, "
+                                 f"not {len(ENGINES_STEPS)}")
+            _engines_cache.extend(step.strip("\n") + "\n" for step in steps)
+        return _engines_cache[step]
+
+    return run
+
+
 def generators() -> dict[str, tuple[str, Callable[[], str]]]:
     """Block name -> (where it comes from, the function that makes it)."""
     import readme_examples
@@ -119,6 +158,8 @@ def generators() -> dict[str, tuple[str, Callable[[], str]]]:
     }
     for name in readme_examples.SECTIONS:
         out[name] = (f"scripts/readme_examples.py {name}", _section(name))
+    for i, name in enumerate(ENGINES_STEPS):
+        out[name] = (f"scripts/engines_demo.py, step {i + 1}", _engines(i))
     return out
 
 
@@ -165,7 +206,7 @@ def main(argv: list[str]) -> int:
     made = {}
     for name in dict.fromkeys(names):
         print(f"docs: {name} ({known[name][0]})", file=sys.stderr, flush=True)
-        made[name] = known[name][1]()
+        made[name] = shown(known[name][1]())
     README.write_text(replace(text, made))
     print(f"docs: README.md: {len(made)} blocks written", file=sys.stderr)
     return 0
