@@ -14,8 +14,9 @@ Threads and who owns what:
 * Each job runs `check.run_cycle` over its targets, sharing the daemon's registry client
   (its token cache outlives cycles), the store and a semaphore that keeps `concurrency`
   global across jobs.
-* The **metrics server** answers on its own thread and reads state from the store at
-  scrape time.
+* The **web listener** (tagwatch.web: /metrics, /healthz) answers on a thread of its own
+  with a small pool of workers, and reads state from the store at scrape time; its
+  connections are bounded so that nothing on that port can starve the checks.
 
 A reload builds the new configuration completely (config, secrets, client, notifier) before
 anything changes; if any of it fails, the old configuration keeps running and the error is
@@ -39,15 +40,17 @@ from typing import TYPE_CHECKING, Any
 from tagwatch.check import CycleReport, run_cycle, utcnow
 from tagwatch.config import Config, check_secrets, load_config
 from tagwatch.core.durations import format_duration
+from tagwatch.core.listen import parse_listen
 from tagwatch.core.model import Kind, TagKey, Target
 from tagwatch.core.times import format_time
 from tagwatch.errors import TagwatchError
-from tagwatch.metrics import Metrics, MetricsServer, StateRow, state_rows
+from tagwatch.metrics import Metrics, StateRow, state_rows
 from tagwatch.notify import Notifier
 from tagwatch.registry.client import RegistryClient, client_for
 from tagwatch.sdnotify import SystemdNotifier
 from tagwatch.sources import read_sources
 from tagwatch.store import Store
+from tagwatch.web import Server, WebApp
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -141,7 +144,7 @@ class Daemon:
         self._last_report: dict[str, CycleReport] = {}
         self._last_error: dict[str, str] = {}
         self._notes: set[str] = set()  # containers of [[source]] engines that are not pins
-        self.server: MetricsServer | None = None
+        self.server: Server | None = None
         self.stuck = 0  # cycles still blocked in a request after the stop: see cli.cmd_run
         # Built by run() from the configuration (read there, so that its errors are exit
         # status 2 and nothing starts half-way):
@@ -175,13 +178,26 @@ class Daemon:
         self._schedule({}, self.runtime.jobs, config)
         self._schedule_sources(config)
         if config.metrics_listen:
+            listen = parse_listen(config.metrics_listen)  # checked by the configuration
             try:
-                self.server = MetricsServer(config.metrics_listen, self.metrics, self.health)
+                self.server = Server(
+                    listen.host,
+                    listen.port,
+                    WebApp(self.metrics, self.health),
+                    on_drop=self.metrics.observe_dropped_connection,
+                )
             except OSError as exc:
                 raise TagwatchError(
                     f"{config.path}: metrics.listen: cannot listen on {config.metrics_listen}: "
                     f"{exc.strerror or exc}"
                 ) from None
+            self.server.address = listen.with_port(self.server.port)
+            if listen.any_port:
+                log.info(
+                    "metrics: listen %s asks for any free port: listening on %s",
+                    config.metrics_listen,
+                    self.server.address,
+                )
             self.server.start()
         previous = self._install_signals()
         self.scheduler.start()

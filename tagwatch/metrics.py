@@ -1,4 +1,4 @@
-"""The Prometheus edge: what tagwatch exports, and the HTTP endpoint that serves it.
+"""The Prometheus edge: what tagwatch exports (tagwatch.web serves it).
 
 Two kinds of series:
 
@@ -15,14 +15,11 @@ adds exactly one new series.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import (
@@ -35,15 +32,14 @@ from prometheus_client import (
     disable_created_metrics,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 
 from tagwatch import __version__
-from tagwatch.core.listen import parse_listen as _parse_listen
 from tagwatch.core.model import EventKind, Kind, State, Target
 from tagwatch.registry.gate import parse_ratelimit_header
 from tagwatch.store import StatusRow
 
-__all__ = ["Metrics", "MetricsServer", "StateRow", "parse_listen", "parse_ratelimit"]
+__all__ = ["Metrics", "StateRow", "parse_ratelimit"]
 
 log = logging.getLogger("tagwatch.metrics")
 
@@ -56,13 +52,6 @@ def parse_ratelimit(value: str | None) -> float | None:
     """`76;w=21600` (Docker Hub) or `76` -> 76.0; None when absent or unreadable."""
     parsed = parse_ratelimit_header(value)
     return parsed[0] if parsed else None
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """`127.0.0.1:9479`, `[::1]:9479`, `:9479` (every address), `127.0.0.1:0` (any free
-    port) -> (host, port). The configuration has checked it (tagwatch.core.listen)."""
-    listen = _parse_listen(text)
-    return listen.host, listen.port
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,8 +291,17 @@ class Metrics:
             self.cycles.labels(result)
         for kind in EVENT_KINDS:
             self.events.labels(kind)
+        self.http_dropped = Counter(
+            "tagwatch_http_connections_dropped",
+            "Connections to this listener closed unanswered: 'evicted' to make room for a new "
+            "one, 'timeout' for no complete request or an unread answer in time.",
+            ["reason"],
+            registry=r,
+        )
         for result in ("sent", "failed"):
             self.notifications.labels(result)
+        for reason in ("evicted", "timeout"):
+            self.http_dropped.labels(reason)
         self.source_up = Gauge(
             "tagwatch_source_up",
             "Whether the last reading of an engine or Kubernetes [[source]] worked (0/1).",
@@ -364,95 +362,11 @@ class Metrics:
     def observe_delivery(self, ok: bool) -> None:
         self.notifications.labels("sent" if ok else "failed").inc()
 
+    def observe_dropped_connection(self, reason: str) -> None:
+        self.http_dropped.labels(reason).inc()
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class MetricsServer:
-    """`/metrics`, `/healthz` and a small index page, on a thread of its own."""
-
-    def __init__(
-        self, listen: str, metrics: Metrics, health: Callable[[], tuple[bool, str]]
-    ) -> None:
-        host, port = parse_listen(listen)
-        handler = _handler(metrics, health)
-
-        class Server(ThreadingHTTPServer):
-            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            daemon_threads = True
-
-        self.server = Server((host, port), handler)
-        bound = int(self.server.server_address[1])
-        self.address = _parse_listen(listen).with_port(bound)
-        if port == 0:
-            log.info(
-                "metrics: listen %s asks for any free port: listening on %s", listen, self.address
-            )
-        self._thread = threading.Thread(
-            target=self.server.serve_forever,
-            name="metrics",
-            kwargs={"poll_interval": 3600},
-            daemon=True,
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def close(self) -> None:
-        # serve_forever() sleeps in select() for up to poll_interval (an hour: no idle
-        # polling); a connection of our own wakes it up to see the shutdown request.
-        stopper = threading.Thread(target=self.server.shutdown, name="metrics-stop")
-        stopper.start()
-        host, port = str(self.server.server_address[0]), int(self.server.server_address[1])
-        while stopper.is_alive():
-            with contextlib.suppress(OSError):
-                socket.create_connection((host, port), timeout=1).close()
-            stopper.join(0.2)
-        self.server.server_close()
-
-
-def _handler(metrics: Metrics, health: Callable[[], tuple[bool, str]]) -> type:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = f"tagwatch/{__version__}"
-
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                try:
-                    body = metrics.exposition()
-                except Exception as exc:  # noqa: BLE001 - a scrape must get an answer
-                    log.error("metrics: %s", exc)
-                    self._send(500, b"metrics failed\n", "text/plain; charset=utf-8")
-                    return
-                self._send(200, body, CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                ok, why = health()
-                self._send(200 if ok else 503, (why + "\n").encode(), "text/plain; charset=utf-8")
-            elif path == "/":
-                page = (
-                    b"<html><head><title>tagwatch</title></head><body><h1>tagwatch</h1>"
-                    b"<p><a href='/metrics'>metrics</a> <a href='/healthz'>healthz</a>"
-                    b"</p></body></html>\n"
-                )
-                self._send(200, page, "text/html; charset=utf-8")
-            else:
-                self._send(404, b"not found\n", "text/plain; charset=utf-8")
-
-        def do_HEAD(self) -> None:  # noqa: N802
-            self.do_GET()
-
-        def _send(self, code: int, body: bytes, content_type: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            log.debug("metrics: %s", format % args)
-
-    return Handler
 
 
 def state_rows(targets: Sequence[Target], rows: Sequence[StatusRow]) -> list[StateRow]:
