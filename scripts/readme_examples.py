@@ -6,7 +6,8 @@ Sections (`SECTIONS` below): `first-steps` (what a new user's mistakes print),
 `config-errors` (one-line configuration errors), `newer-filters` (newer versions with
 `newer_include`/`newer_exclude`, the tag-list cache and `check --refresh-tags`),
 `json-alerts` (a `format = "json"` alert as a json:// webhook receives it), `audit`,
-`verbose` (`check -v`), `outbox` (`status` with alerts waiting for delivery). Each starts
+`verbose` (`check -v`), `outbox` (`status` with alerts waiting for delivery), `schedules`
+(time zones and cron: the daemon's first lines). Each starts
 what it needs (the distribution registry on loopback, a local webhook), runs the real
 `tagwatch` command line in a temporary directory and prints `$ command` and what it wrote.
 Only these are edited in the output: the temporary directory is shown as `.`, the registry's
@@ -20,10 +21,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -302,6 +305,52 @@ def outbox(shell: Shell, push: Pusher) -> None:
         shell.run("check", "-c", "config.toml")
 
 
+def schedules(shell: Shell, push: Pusher) -> None:
+    assert shell.registry is not None
+    host = shell.registry.host
+    push.push_image("library/python", "3.12-slim", seed="a")
+    push.push_image("library/nginx", "1.27", seed="b")
+    with WebhookSink() as hook:
+        shell.write(
+            "config.toml",
+            f"""\
+            [tagwatch]
+            database = "tagwatch.db"
+            timezone = "Europe/Berlin"        # quiet windows, schedules and cron below
+
+            [metrics]
+            listen = ""
+
+            [[watch]]
+            image = "{host}/library/python:3.12-slim"
+            schedule = "0 9 * * MON-FRI"      # checked at 09:00 Berlin time on weekdays
+            quiet = ["22:00-07:00"]           # Berlin nights: recorded, not alerted
+
+            [[watch]]
+            image = "{host}/library/nginx:1.27"   # every interval (15m)
+
+            [[notify]]
+            url = "{hook.url}"
+            mode = "digest"
+            schedule = "30 8 * * MON-FRI"     # one message on weekday mornings…
+            timezone = "America/New_York"     # …in New York
+            """,
+        )
+        shell.cat("config.toml")
+        print("$ tagwatch run -c config.toml -v     # stopped after its first cycles")
+        env = {k: v for k, v in os.environ.items() if k != "TAGWATCH_CONFIG"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tagwatch", "run", "-c", "config.toml", "-v",
+             "--log-format", "text"],
+            cwd=shell.work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        print(shell.shown(err), end="")
+
+
 SECTIONS: dict[str, Callable[[Shell, Pusher], None]] = {
     "first-steps": first_steps,
     "config-errors": config_errors,
@@ -310,6 +359,7 @@ SECTIONS: dict[str, Callable[[Shell, Pusher], None]] = {
     "audit": audit,
     "verbose": verbose,
     "outbox": outbox,
+    "schedules": schedules,
 }
 
 

@@ -351,7 +351,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         expansion = _sources(config, store, live=True)
         config = expansion.config
-        notifier = Notifier(config.notify, store) if config.notify else None
+        notifier = (
+            Notifier(config.notify, store, timezone=config.settings.timezone)
+            if config.notify
+            else None
+        )
         with _client(config) as client:
             report = run_cycle(
                 config,

@@ -22,8 +22,9 @@ from tagwatch.core.durations import parse_duration, parse_rate
 from tagwatch.core.listen import parse_listen
 from tagwatch.core.model import DAY, EventKind, Kind, Target
 from tagwatch.core.refs import ImageRef, is_loopback, parse_platform, parse_ref
-from tagwatch.core.schedule import parse_time_of_day, parse_window
+from tagwatch.core.schedule import parse_window
 from tagwatch.errors import ConfigError, ReferenceError_
+from tagwatch.timing import Cron, zone
 
 T = TypeVar("T")
 
@@ -113,6 +114,7 @@ class Settings:
     error_after: int = 3
     describe_moves: bool = True  # on a move, read both images' configs to say what changed
     tag_list_ttl: float = 6 * 3600.0  # how long a repository's tag list (for `newer`) is reused
+    timezone: str = "UTC"  # IANA name: quiet windows, digest schedules, cron schedules
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +138,9 @@ class NotifyConfig:
     name: str | None = None
     format: str | None = None  # text | markdown | html | json; None: by the URL's scheme
     mode: str = "each"  # each | summary | digest
-    schedule: tuple[time, ...] = ()  # digest: daily UTC times
+    schedule: tuple[Cron, ...] = ()  # digest: when it is sent (times of day, cron expressions)
+    timezone: str = "UTC"  # IANA name its `schedule` and `quiet` are read in
+    quiet: tuple[tuple[time, time], ...] = ()  # windows in which nothing is sent to it
     title: str | None = None  # string.Template overrides
     body: str | None = None
 
@@ -292,6 +296,7 @@ KEYS: Mapping[str, tuple[str, ...]] = {
         "error_after",
         "describe_moves",
         "tag_list_ttl",
+        "timezone",
     ),
     "metrics": ("listen",),
     "registry": (
@@ -311,6 +316,7 @@ KEYS: Mapping[str, tuple[str, ...]] = {
         "notify",
         "mutable",
         "interval",
+        "schedule",
         "grace",
         "quiet",
         "newer",
@@ -326,6 +332,7 @@ KEYS: Mapping[str, tuple[str, ...]] = {
         "source",
         "mutable",
         "interval",
+        "schedule",
         "grace",
         "quiet",
         "newer",
@@ -360,7 +367,9 @@ KEYS: Mapping[str, tuple[str, ...]] = {
         "tags",
         "format",
         "mode",
+        "timezone",
         "schedule",
+        "quiet",
         "title",
         "body",
     ),
@@ -649,9 +658,39 @@ def _mode(table: _Table) -> str:
     mode: str = table.string("mode") or "each"
     if mode not in ("each", "summary", "digest"):
         raise table.fail("mode", f"unknown mode {mode!r} (each, summary or digest)")
-    if mode == "digest" and not table.strings("schedule"):
-        raise table.fail("schedule", 'a digest needs a schedule, e.g. schedule = ["09:00"]')
+    if mode == "digest" and not table.data.get("schedule"):
+        raise table.fail(
+            "schedule", 'a digest needs a schedule, e.g. schedule = ["09:00"] or "0 9 * * MON-FRI"'
+        )
     return mode
+
+
+def _timezone(table: _Table, default: str) -> str:
+    """`timezone = "Europe/Berlin"`: an IANA name, checked against the zone database."""
+    name: str | None = table.string("timezone")
+    if name is None:
+        return default
+    try:
+        zone(name)
+    except ValueError as exc:
+        raise table.fail("timezone", str(exc)) from None
+    return name
+
+
+def _schedule(table: _Table, timezone: str) -> tuple[Cron, ...]:
+    """`schedule`: a cron expression or a time of day (`"0 9 * * MON-FRI"`, `"09:00"`), or a
+    list of them, read in `timezone`."""
+    value = table.get("schedule", (str, list), None)
+    texts = [value] if isinstance(value, str) else list(value or [])
+    out = []
+    for text in texts:
+        if not isinstance(text, str) or not text.strip():
+            raise table.fail("schedule", "must be a cron expression, a time (HH:MM) or a list")
+        try:
+            out.append(Cron.parse(text, timezone))
+        except ValueError as exc:
+            raise table.fail("schedule", str(exc)) from None
+    return tuple(out)
 
 
 def _body_format(table: _Table) -> str | None:
@@ -698,6 +737,20 @@ def _own_interval(table: _Table) -> float | None:
     return value
 
 
+def _own_schedule(table: _Table, timezone: str) -> str | None:
+    """A watch's or pin's `schedule`: one cron expression the daemon checks it at, instead
+    of an interval (`"0 9 * * MON-FRI"`, in [tagwatch] timezone)."""
+    value = table.get("schedule", str, None)
+    if value is None:
+        return None
+    if "interval" in table.data:
+        raise table.fail("schedule", "give interval or schedule, not both")
+    try:
+        return Cron.parse(value, timezone).expression
+    except ValueError as exc:
+        raise table.fail("schedule", str(exc)) from None
+
+
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
     """Read and validate the configuration. Raises ConfigError with a one-line message."""
     env = os.environ if env is None else env
@@ -711,12 +764,14 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     settings = _read_settings(_Table(reader, root.get("tagwatch", dict, {}), "tagwatch"), env)
     listen = _read_metrics(_Table(reader, root.get("metrics", dict, {}), "metrics"))
     registries = _read_registries(reader, root.get("registry", list, []), env)
-    targets = _read_targets(reader, root.get("watch", list, []), root.get("pin", list, []))
+    targets = _read_targets(
+        reader, root.get("watch", list, []), root.get("pin", list, []), settings.timezone
+    )
     sources = [
         _read_source(_Table(reader, item, "source", i), env)
         for i, item in enumerate(root.get("source", list, []))
     ]
-    notify = _read_notifies(reader, root.get("notify", list, []), env)
+    notify = _read_notifies(reader, root.get("notify", list, []), env, settings.timezone)
     root.finish()
     _check_routes(reader, doc, notify)
     return Config(
@@ -794,6 +849,7 @@ def _read_settings(main: _Table, env: Mapping[str, str]) -> Settings:
         error_after=main.integer("error_after", 3),
         describe_moves=main.get("describe_moves", bool, True),
         tag_list_ttl=main.duration("tag_list_ttl", 6 * 3600.0),
+        timezone=_timezone(main, "UTC"),
     )
     if settings.interval <= 0:
         raise main.fail("interval", "must be longer than 0s")
@@ -861,14 +917,17 @@ def _read_registry(
     )
 
 
-def _read_targets(reader: _Reader, watches: list[Any], pins: list[Any]) -> list[Target]:
-    """[[watch]] then [[pin]]; the same watch or pin listed twice is an error."""
+def _read_targets(
+    reader: _Reader, watches: list[Any], pins: list[Any], timezone: str = "UTC"
+) -> list[Target]:
+    """[[watch]] then [[pin]]; the same watch or pin listed twice is an error. A cron
+    `schedule` is read in `timezone` ([tagwatch] timezone)."""
     targets: list[Target] = []
     seen: dict[str, str] = {}
     for kind, items in ((Kind.WATCH, watches), (Kind.PIN, pins)):
         for i, item in enumerate(items):
             table = _Table(reader, item, kind.value, i)
-            target = _read_target(table, kind)
+            target = _read_target(table, kind, timezone)
             if target.key in seen:
                 raise table.fail(
                     "image", f"{target.display} is already listed as {seen[target.key]}"
@@ -879,7 +938,7 @@ def _read_targets(reader: _Reader, watches: list[Any], pins: list[Any]) -> list[
     return targets
 
 
-def _read_target(table: _Table, kind: Kind) -> Target:
+def _read_target(table: _Table, kind: Kind, timezone: str = "UTC") -> Target:
     ref = _ref(table, "image")
     if kind is Kind.WATCH and ref.digest is not None:
         raise table.fail(
@@ -908,6 +967,7 @@ def _read_target(table: _Table, kind: Kind) -> Target:
         source=table.string("source") if pin else None,
         mutable=table.get("mutable", bool, False),
         interval=_own_interval(table),
+        schedule=_own_schedule(table, timezone),
         grace=table.duration("grace", 0.0),
         quiet=_each(table, "quiet", parse_window),
         newer=newer,
@@ -1081,13 +1141,16 @@ def _kubernetes(table: _Table, shown: str, env: Mapping[str, str]) -> Kubernetes
     return KubernetesConfig(kubeconfig=str(path), context=context, namespaces=namespaces)
 
 
-def _read_notifies(reader: _Reader, items: list[Any], env: Mapping[str, str]) -> list[NotifyConfig]:
-    """[[notify]]; a name used twice is an error."""
+def _read_notifies(
+    reader: _Reader, items: list[Any], env: Mapping[str, str], timezone: str = "UTC"
+) -> list[NotifyConfig]:
+    """[[notify]]; a name used twice is an error. `timezone` is [tagwatch] timezone, the
+    default of each target's own."""
     notify: list[NotifyConfig] = []
     names: set[str] = set()
     for i, item in enumerate(items):
         table = _Table(reader, item, "notify", i)
-        notify.append(_read_notify(table, env, names))
+        notify.append(_read_notify(table, env, names, timezone))
         table.finish()
     return notify
 
@@ -1095,7 +1158,9 @@ def _read_notifies(reader: _Reader, items: list[Any], env: Mapping[str, str]) ->
 _KNOWN_EVENTS = frozenset(e.value for e in EventKind if e is not EventKind.TEST)
 
 
-def _read_notify(table: _Table, env: Mapping[str, str], names: set[str]) -> NotifyConfig:
+def _read_notify(
+    table: _Table, env: Mapping[str, str], names: set[str], timezone: str = "UTC"
+) -> NotifyConfig:
     """One [[notify]]; its `name` joins `names`."""
     name = table.string("name")
     url = _secret(table, f"notify[{table.index}]", "url", env, literal_key="url")
@@ -1111,6 +1176,7 @@ def _read_notify(table: _Table, env: Mapping[str, str], names: set[str]) -> Noti
         if name in names:
             raise table.fail("name", f"name '{name}' is used twice")
         names.add(name)
+    zone_name = _timezone(table, timezone)
     notify = NotifyConfig(
         where=name or f"notify[{table.index}]",
         url=url,
@@ -1119,7 +1185,9 @@ def _read_notify(table: _Table, env: Mapping[str, str], names: set[str]) -> Noti
         name=name,
         format=_body_format(table),
         mode=_mode(table),
-        schedule=_each(table, "schedule", parse_time_of_day),
+        timezone=zone_name,
+        schedule=_schedule(table, zone_name),
+        quiet=_each(table, "quiet", parse_window),
         title=table.string("title"),
         body=table.string("body"),
     )

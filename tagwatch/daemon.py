@@ -5,12 +5,14 @@ Threads and who owns what:
 * The **main thread** loads the config, starts everything, then waits for signals: SIGHUP
   reloads, SIGTERM/SIGINT stop. It also sends systemd's watchdog pings, so a wedged main
   loop or a dead scheduler gets the service restarted.
-* **APScheduler** (3.x, `BackgroundScheduler`) runs one job per registry and interval: the
-  tags of one registry are checked together (one token per repository, one connection
-  pool), and a slow registry only delays its own job. `max_instances=1` and `coalesce`
-  mean a long cycle or a suspended host never piles runs up; a run that is late by up to
-  one interval still runs. A tag is always in exactly one job (its targets' shortest
-  interval wins), so no tag is ever checked twice at once.
+* **APScheduler** (3.x, `BackgroundScheduler`) runs one job per registry and interval, or
+  per registry and cron `schedule` (APScheduler's own CronTrigger, in [tagwatch] timezone;
+  a first cycle at start all the same): the tags of one registry are checked together (one
+  token per repository, one connection pool), and a slow registry only delays its own job.
+  `max_instances=1` and `coalesce` mean a long cycle or a suspended host never piles runs
+  up; a run that is late by up to one interval still runs. A tag is always in exactly one
+  job (its targets' shortest interval wins, an interval over a schedule), so no tag is ever
+  checked twice at once.
 * Each job runs `check.run_cycle` over its targets, sharing the daemon's registry client
   (its token cache outlives cycles), the store and a semaphore that keeps `concurrency`
   global across jobs.
@@ -33,7 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +52,7 @@ from tagwatch.registry.client import RegistryClient, client_for
 from tagwatch.sdnotify import SystemdNotifier
 from tagwatch.sources import read_sources
 from tagwatch.store import Store
+from tagwatch.timing import Cron, longest_gap, next_fire, zone
 from tagwatch.web import Server, WebApp
 
 if TYPE_CHECKING:
@@ -66,25 +69,46 @@ STOP_GRACE = 5.0  # seconds a stopping daemon waits for running cycles before ab
 class JobPlan:
     id: str
     registry: str
-    interval: float
+    interval: float  # a cron job: the longest wait between two of its fires
     targets: tuple[Target, ...]
+    cron: tuple[str, ...] = ()  # cron expressions: fires at any of them instead of `interval`
+    timezone: str = "UTC"  # the cron expressions' zone
+
+    def crons(self) -> list[Cron]:
+        return [Cron(expression, self.timezone) for expression in self.cron]
 
 
-def plan_jobs(config: Config) -> dict[str, JobPlan]:
-    """One job per (registry, interval). A tag named by several targets is checked at the
-    shortest of their intervals, in one job."""
+def plan_jobs(config: Config, now: datetime | None = None) -> dict[str, JobPlan]:
+    """One job per registry and interval, or per registry and cron schedule. A tag named by
+    several targets is checked in one job: at the shortest of their intervals when any of
+    them has one (an interval wins over a schedule: checked at least as often as each asks),
+    else at every time any of their schedules names."""
     default = config.settings.interval
+    zone_name = config.settings.timezone
     tag_interval: dict[TagKey, float] = {}
+    tag_crons: dict[TagKey, set[str]] = {}
     for target in config.targets:
+        if target.schedule is not None:
+            tag_crons.setdefault(target.tag_key, set()).add(target.schedule)
+            continue
         interval = target.interval or default
         tag_interval[target.tag_key] = min(interval, tag_interval.get(target.tag_key, interval))
-    groups: dict[tuple[str, float], list[Target]] = {}
+    groups: dict[tuple[str, float | tuple[str, ...]], list[Target]] = {}
     for target in config.targets:
-        groups.setdefault((target.ref.registry, tag_interval[target.tag_key]), []).append(target)
+        key = target.tag_key
+        when = tag_interval[key] if key in tag_interval else tuple(sorted(tag_crons[key]))
+        groups.setdefault((target.ref.registry, when), []).append(target)
     plans = {}
-    for (registry, interval), targets in groups.items():
-        job_id = f"{registry} every {format_duration(interval)}"
-        plans[job_id] = JobPlan(job_id, registry, interval, tuple(targets))
+    for (registry, when), targets in groups.items():
+        if isinstance(when, tuple):
+            zone_note = "" if zone_name == "UTC" else f" ({zone_name})"
+            job_id = f"{registry} at {' | '.join(when)}{zone_note}"
+            crons = [Cron(expression, zone_name) for expression in when]
+            gap = longest_gap(crons, now or datetime.now(UTC))
+            plans[job_id] = JobPlan(job_id, registry, gap, tuple(targets), when, zone_name)
+        else:
+            job_id = f"{registry} every {format_duration(when)}"
+            plans[job_id] = JobPlan(job_id, registry, when, tuple(targets))
     return plans
 
 
@@ -211,6 +235,7 @@ class Daemon:
             f"http://{self.server.address}/metrics" if self.server else "off",
             config.settings.database,
         )
+        self._log_jobs(self.runtime.jobs)
         self.systemd.ready(self.status_line())
         try:
             self._loop()
@@ -300,7 +325,7 @@ class Daemon:
         if set(config.targets) == set(runtime.config.targets):
             return
         before = {t.key for t in runtime.config.targets}
-        jobs = plan_jobs(config)
+        jobs = plan_jobs(config, self.clock())
         old_jobs, runtime.jobs = runtime.jobs, jobs
         runtime.config = config
         self._schedule(old_jobs, jobs, config)
@@ -312,9 +337,13 @@ class Daemon:
         )
 
     def _build(self, config: Config) -> _Runtime:
-        notifier = Notifier(config.notify, self.store, self.env) if config.notify else None
+        notifier = (
+            Notifier(config.notify, self.store, self.env, config.settings.timezone)
+            if config.notify
+            else None
+        )
         client = client_for(config, observer=self.metrics.observe_request)
-        return _Runtime(config, client, notifier, plan_jobs(config))
+        return _Runtime(config, client, notifier, plan_jobs(config, self.clock()))
 
     def reload(self) -> bool:
         """Apply the config file again; on any error keep the running configuration."""
@@ -342,6 +371,7 @@ class Daemon:
         )
         self.runtime = new
         self._schedule(old.jobs, new.jobs, config, old.config)
+        self._log_jobs({k: plan for k, plan in new.jobs.items() if k not in old.jobs})
         self._schedule_sources(config)
         old.retire()
         before_keys = {t.key for t in old.config.targets}
@@ -364,6 +394,7 @@ class Daemon:
         config: Config,
         old_config: Config | None = None,
     ) -> None:
+        from apscheduler.triggers.combining import OrTrigger
         from apscheduler.triggers.interval import IntervalTrigger
 
         jitter = config.settings.jitter
@@ -374,7 +405,14 @@ class Daemon:
             self._done.pop(job_id, None)
             self._since.pop(job_id, None)
         for job_id, plan in new.items():
-            trigger = IntervalTrigger(seconds=plan.interval, jitter=jitter or None, timezone=UTC)
+            trigger: Any
+            if plan.cron:  # at the times it names, in its zone (no jitter: "at 9:00" is 9:00)
+                triggers = [cron.trigger() for cron in plan.crons()]
+                trigger = triggers[0] if len(triggers) == 1 else OrTrigger(triggers)
+            else:
+                trigger = IntervalTrigger(
+                    seconds=plan.interval, jitter=jitter or None, timezone=UTC
+                )
             if job_id not in old:
                 self.scheduler.add_job(
                     self._run_job,
@@ -386,8 +424,24 @@ class Daemon:
                     misfire_grace_time=max(1, int(plan.interval)),
                 )
                 self._since[job_id] = time.monotonic()
-            elif jitter_changed:
+            elif jitter_changed and not plan.cron:
                 self.scheduler.reschedule_job(job_id, trigger=trigger)
+
+    def _log_jobs(self, jobs: Mapping[str, JobPlan]) -> None:
+        """One line per job a cron schedule runs: its targets and its next time, in UTC and
+        in its zone (so a wrong `timezone` shows at start, not at the first missed check)."""
+        for job_id, plan in jobs.items():
+            if not plan.cron:
+                continue
+            upcoming = next_fire(plan.crons(), self.clock())
+            log.info(
+                "job %s (%d targets): a check now, then at %s (%s %s)",
+                job_id,
+                len(plan.targets),
+                format_time(upcoming),
+                upcoming.astimezone(zone(plan.timezone)).strftime("%a %H:%M"),
+                plan.timezone,
+            )
 
     def _schedule_sources(self, config: Config) -> None:
         """Rescan [[source]] files every interval (at start they were scanned by _load)."""
@@ -515,12 +569,20 @@ class Daemon:
 
     def health(self) -> tuple[bool, str]:
         """Healthy while every job completed a cycle within twice its interval (counted from
-        its scheduling until the first cycle completes)."""
+        its scheduling until the first cycle completes); a cron job, before the second time
+        its schedule names after its last cycle (plus a minute)."""
         now = time.monotonic()
         late = []
         for job_id, plan in self.runtime.jobs.items():
             last = self._done.get(job_id, self._since.get(job_id, now))
-            if now - last > 2 * plan.interval + self.runtime.config.settings.jitter:
+            if plan.cron:
+                wall = self.clock()
+                then = wall - timedelta(seconds=now - last)
+                crons = plan.crons()
+                overdue = wall > next_fire(crons, next_fire(crons, then)) + timedelta(seconds=60)
+            else:
+                overdue = now - last > 2 * plan.interval + self.runtime.config.settings.jitter
+            if overdue:
                 late.append(f"{job_id} (last cycle {format_duration(now - last)} ago)")
         if late:
             return False, "no completed cycle within twice the interval: " + ", ".join(late)

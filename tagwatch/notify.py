@@ -26,10 +26,11 @@ from tagwatch.core.drift import watched_platform_digests
 from tagwatch.core.durations import format_duration
 from tagwatch.core.model import DeliveryState, Event, EventKind, Route, Target
 from tagwatch.core.payload import batch_object, event_object
-from tagwatch.core.schedule import in_windows, next_time
+from tagwatch.core.schedule import in_windows
 from tagwatch.core.times import format_time
 from tagwatch.errors import ConfigError
 from tagwatch.store import Delivery, Store
+from tagwatch.timing import next_fire, zone
 
 __all__ = ["Channel", "Notifier", "render"]
 
@@ -525,7 +526,10 @@ class Notifier:
         targets: Sequence[NotifyConfig],
         store: Store,
         env: Mapping[str, str] | None = None,
+        timezone: str = "UTC",
     ) -> None:
+        """`timezone` ([tagwatch] timezone) is the one watches' and pins' `quiet` windows are
+        read in; each target's own `quiet` and `schedule` are read in its `timezone`."""
         import apprise
 
         # Apprise logs URLs in some DEBUG and INFO lines; keep it to warnings, which we
@@ -533,6 +537,7 @@ class Notifier:
         logging.getLogger("apprise").setLevel(logging.WARNING)
         logging.getLogger("apprise").propagate = False
         self.store = store
+        self.timezone = timezone
         self.channels: list[Channel] = []
         for config in targets:
             url = config.url.read(env)
@@ -556,10 +561,11 @@ class Notifier:
     def routes(
         self, event: Event, target: Target | None, now: datetime | None = None
     ) -> list[Route]:
-        """Every channel the event goes to: held in the target's quiet windows, due after the
+        """Every channel the event goes to: held in the watch's or pin's quiet windows (read
+        in [tagwatch] timezone) and in the channel's own (in its timezone), due after the
         target's grace for a move, and at the next scheduled time for a digest channel."""
         now = now or event.at
-        quiet = target is not None and in_windows(now, target.quiet)
+        quiet = target is not None and in_windows(now.astimezone(zone(self.timezone)), target.quiet)
         grace = (
             target.grace
             if target is not None and event.kind in (EventKind.MOVED, EventKind.REWRITTEN)
@@ -571,8 +577,10 @@ class Notifier:
                 continue
             due = now + timedelta(seconds=grace) if grace else None
             if channel.config.mode == "digest":
-                due = next_time(due or now, channel.config.schedule)
-            state = DeliveryState.HELD if quiet else DeliveryState.PENDING
+                due = next_fire(channel.config.schedule, due or now)
+            local = now.astimezone(zone(channel.config.timezone))
+            held = quiet or in_windows(local, channel.config.quiet)
+            state = DeliveryState.HELD if held else DeliveryState.PENDING
             out.append(Route(channel.id, channel.where, state, due))
         return out
 
@@ -611,9 +619,9 @@ class Notifier:
     def _mark(
         self, deliveries: Sequence[Delivery], channel: Channel, error: str | None, now: datetime
     ) -> int:
-        what = ", ".join(
-            f"{d.event.kind.value} {d.event.subject}" for d in deliveries[:5]
-        ) + (f" and {len(deliveries) - 5} more" if len(deliveries) > 5 else "")
+        what = ", ".join(f"{d.event.kind.value} {d.event.subject}" for d in deliveries[:5]) + (
+            f" and {len(deliveries) - 5} more" if len(deliveries) > 5 else ""
+        )
         for delivery in deliveries:
             if error is None:
                 self.store.delivered(delivery, now)

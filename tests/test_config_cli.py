@@ -144,8 +144,8 @@ def test_routing_tags_that_a_target_carries_validate(tmp_path: Path) -> None:
      ":5: pin[0].max_agee: unknown key 'max_agee' (did you mean 'max_age'?)"),
     ('[[watch]]\nimage = "python:3.12"\nmax_age = "7d"\n',
      ":5: watch[0].max_age: unknown key 'max_age': a key of [[pin]] and [[source]], not of "
-     "[[watch]] (known keys: image, platforms, notify, mutable, interval, grace, quiet, "
-     "newer, newer_include, newer_exclude)"),
+     "[[watch]] (known keys: image, platforms, notify, mutable, interval, schedule, grace, "
+     "quiet, newer, newer_include, newer_exclude)"),
     ('[[registry]]\nhots = "ghcr.io"\n', ":4: registry[0].hots: unknown key 'hots' "
      "(did you mean 'host'?)"),
     ('[[notify]]\nulr = "json://x"\n', ":4: notify[0].ulr: unknown key 'ulr' "

@@ -82,8 +82,9 @@ class Target:
     source: str | None = None
     mutable: bool = False  # a version-like tag that is expected to be rebuilt
     interval: float | None = None  # own check interval (daemon); None: the global one
+    schedule: str | None = None  # cron: check at these times instead (daemon; [tagwatch] timezone)
     grace: float = 0.0  # seconds a move waits before it is alerted (a re-push merges)
-    quiet: tuple[tuple[time, time], ...] = ()  # UTC windows without alerts
+    quiet: tuple[tuple[time, time], ...] = ()  # windows without alerts ([tagwatch] timezone)
     newer: str | None = None  # report newer version tags: patch | minor | major
     newer_include: tuple[str, ...] = ()  # regexes: only newer tags matching one of them
     newer_exclude: tuple[str, ...] = ()  # regexes: never newer tags matching one of them

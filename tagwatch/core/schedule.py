@@ -1,7 +1,9 @@
-"""Times of day for alert noise control: quiet windows and digest schedules. Pure, UTC.
+"""Times of day for alert noise control: quiet windows and digest schedules. Pure: a time
+of day is wall-clock time in whatever zone the caller puts `now` in ([tagwatch] timezone, or
+a [[notify]] target's own; UTC by default).
 
-    quiet = ["22:00-07:00"]      # no alerts from 22:00 to 07:00 UTC (recorded all the same)
-    schedule = ["09:00"]         # a digest target sends once a day at 09:00 UTC
+    quiet = ["22:00-07:00"]      # no alerts from 22:00 to 07:00 (recorded all the same)
+    schedule = ["09:00"]         # a digest target sends once a day at 09:00 (tagwatch.timing)
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ _HHMM = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)\Z")
 def parse_time_of_day(text: str) -> time:
     match = _HHMM.match(text.strip())
     if not match:
-        raise ValueError(f"bad time {text!r}: use HH:MM (UTC), e.g. 09:00")
+        raise ValueError(f"bad time {text!r}: use HH:MM, e.g. 09:00")
     return time(int(match.group(1)), int(match.group(2)))
 
 
@@ -26,7 +28,7 @@ def parse_window(text: str) -> tuple[time, time]:
     """`22:00-07:00` -> (22:00, 07:00); a window may run over midnight."""
     start, sep, end = text.partition("-")
     if not sep:
-        raise ValueError(f"bad window {text!r}: use HH:MM-HH:MM (UTC), e.g. 22:00-07:00")
+        raise ValueError(f"bad window {text!r}: use HH:MM-HH:MM, e.g. 22:00-07:00")
     try:
         window = parse_time_of_day(start), parse_time_of_day(end)
     except ValueError:

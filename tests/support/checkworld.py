@@ -50,7 +50,9 @@ class CheckWorld:
             f'[[notify]]\nurl = "{self.webhook.url}"\n{notify}\n'
         )
         self.config = load_config(path, env={})
-        self.notifier = Notifier(self.config.notify, self.store)
+        self.notifier = Notifier(
+            self.config.notify, self.store, timezone=self.config.settings.timezone
+        )
         return self.config
 
     def cycle(self, at: datetime, **kwargs: Any) -> CycleReport:
