@@ -337,11 +337,10 @@ def schedules(shell: Shell, push: Pusher) -> None:
             """,
         )
         shell.cat("config.toml")
-        print("$ tagwatch run -c config.toml -v     # stopped after its first cycles")
+        print("$ tagwatch run -c config.toml     # stopped after its first cycles")
         env = {k: v for k, v in os.environ.items() if k != "TAGWATCH_CONFIG"}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tagwatch", "run", "-c", "config.toml", "-v",
-             "--log-format", "text"],
+            [sys.executable, "-m", "tagwatch", "run", "-c", "config.toml", "--log-format", "text"],
             cwd=shell.work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True,
         )

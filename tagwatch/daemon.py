@@ -435,7 +435,7 @@ class Daemon:
                 continue
             upcoming = next_fire(plan.crons(), self.clock())
             log.info(
-                "job %s (%d targets): a check now, then at %s (%s %s)",
+                "job %s: %d targets; a check now, then at %s (%s %s)",
                 job_id,
                 len(plan.targets),
                 format_time(upcoming),
