@@ -194,76 +194,6 @@ def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _status_objects(
-    config: Config, store: Store, waiting: Sequence[Undelivered] | None = None
-) -> list[dict[str, Any]]:
-    from datetime import UTC, datetime
-
-    from tagwatch.core.model import REGISTRY_TARGET
-    from tagwatch.core.times import format_time
-
-    rows = {row.key: row for row in store.status_rows()}
-    if waiting is None:
-        waiting = store.undelivered(datetime.now(UTC))
-    undelivered: dict[str, list[dict[str, Any]]] = {}
-    for item in waiting:
-        entry = {
-            "event": item.kind,
-            "at": format_time(item.at),
-            "notify": item.notify_name,
-            "attempts": item.attempts,
-            "error": item.error,
-        }
-        if item.target.startswith(REGISTRY_TARGET):
-            entry["registry"] = item.target[len(REGISTRY_TARGET) :]
-        undelivered.setdefault(item.target, []).append(entry)
-    out = []
-    for target in config.targets:
-        row = rows.get(target.key)
-        obj: dict[str, Any] = {
-            "image": target.ref.name,
-            "tag": target.tag,
-            "kind": target.kind.value,
-            "digest": None,
-            "state": None,
-            "pinned": target.pinned,
-            "platforms": {},
-            "changed_at": None,
-            "checked_at": None,
-            "error": None,
-            "behind_since": None,
-            "source": target.source,
-        }
-        if row is not None:
-            state = row.state.value if row.state else None
-            error = row.error
-            if target.source_error is not None:
-                error = target.source_error
-            obj.update(
-                digest=row.current_digest,
-                state=state,
-                platforms=dict(row.platforms) if row.present else {},
-                changed_at=format_time(row.last_changed),
-                checked_at=format_time(row.checked_at),
-                error=error if state == "error" else None,
-                behind_since=format_time(row.behind_since),
-                changes=row.changes,
-            )
-            if row.behind_since:
-                obj["behind_evidence"] = row.behind_evidence
-            if row.pin_missing:
-                obj["pin_missing"] = True
-            if target.newer:
-                obj["newer"] = list(row.newer)
-        # alerts about it (or about its registry) still waiting for delivery, and why
-        obj["undelivered"] = [
-            *undelivered.get(target.key, ()),
-            *undelivered.get(REGISTRY_TARGET + target.ref.registry, ()),
-        ]
-        out.append(obj)
-    return out
-
-
 def _print_outbox(waiting: Sequence[Undelivered]) -> None:
     """Per notification target: alerts waiting for delivery and the last delivery error
     (by the target's name: never its URL)."""
@@ -344,6 +274,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from tagwatch.check import run_cycle
     from tagwatch.config import check_secrets
     from tagwatch.notify import Notifier
+    from tagwatch.views import status_objects
 
     config = _load(args)
     check_secrets(config)
@@ -365,7 +296,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 hold_alerts=args.no_notify,
                 refresh_tags=args.refresh_tags,
             )
-        objects = _status_objects(config, store)
+        objects = status_objects(config, store)
     finally:
         store.close()
     _report(report, config, objects, args.json)
@@ -378,7 +309,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _report(
     report: CycleReport, config: Config, objects: list[dict[str, Any]], as_json: bool
 ) -> None:
-    """Print a check's outcome; `objects` are `_status_objects`, in `config.targets` order."""
+    """Print a check's outcome; `objects` are `views.status_objects`, in config order."""
     by_key: dict[str, TargetResult] = {r.target.key: r for r in report.results}
     events: dict[int, list[str]] = {}
     keys = [target.key for target in config.targets]
@@ -438,6 +369,8 @@ def _registry_events(report: CycleReport) -> dict[str, list[dict[str, Any]]]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from tagwatch.views import status_objects
+
     config = _load(args)
     if not os.path.exists(config.settings.database):
         objects: list[dict[str, Any]] = []
@@ -452,7 +385,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         # Engines and clusters as last read by `check`/`run`: status reads no network.
         expansion = _sources(config, store, live=False)
         waiting = store.undelivered(datetime.now(UTC))
-        objects = _status_objects(expansion.config, store, waiting)
+        objects = status_objects(expansion.config, store, waiting)
         if args.json:
             print(json.dumps(objects, indent=2))
         else:
@@ -468,7 +401,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     from tagwatch.core.refs import parse_ref
-    from tagwatch.core.times import format_time
+    from tagwatch.views import history_objects
 
     ref = parse_ref(args.reference)
     tag = ref.tag or "latest"
@@ -481,35 +414,16 @@ def cmd_history(args: argparse.Namespace) -> int:
         )
     store = _store(config)
     try:
-        stretches = store.history((ref.registry, ref.repository, tag))
-        moves = store.move_details(ref.name, tag)
-        recorded = [] if stretches else [k for k, v in store.tag_views().items() if v.digest]
+        objects = history_objects(store, (ref.registry, ref.repository, tag))
+        recorded = [] if objects else [k for k, v in store.tag_views().items() if v.digest]
     finally:
         store.close()
-    if not stretches:
+    if not objects:
         # Nothing under that name: a failed lookup (exit 1, as for a missing database), with
         # the names that are recorded for that repository, so a typo is one step from right.
         if args.json:
             print("[]")
         return _fail(_no_history(config, ref.registry, ref.repository, tag, recorded), EXIT_FAILED)
-    objects = []
-    for s in stretches:
-        obj: dict[str, Any] = {
-            "digest": s.digest,
-            "first_seen": format_time(s.first_seen),
-            "last_seen": format_time(s.last_seen),
-            "platforms": dict(s.platforms),
-        }
-        details = moves.get((s.digest, obj["first_seen"]))
-        if details and details.get("summary"):
-            obj["change"] = details.get("change")
-            obj["summary"] = details["summary"]
-            obj["what_changed"] = details.get("what_changed", {})
-        if details and details.get("platform_digests"):
-            obj["platform_digests"] = details["platform_digests"]
-            if details.get("platforms_watched"):
-                obj["platforms_watched"] = details["platforms_watched"]
-        objects.append(obj)
     if args.json:
         print(json.dumps(objects, indent=2))
         return EXIT_OK
