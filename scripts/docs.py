@@ -19,6 +19,8 @@ Generators (each starts what it needs on loopback: the distribution registry, we
 * `gallery`, `gallery-summary`: scripts/alert_gallery.py (`./dev gallery`), every alert as
   the webhook of an `each` target received it, and the first message of a `summary` target;
 * `bump`: scripts/bump_example.py;
+* `web-targets`, `web-history`: scripts/status_page.py (which also takes the status page's
+  screenshots in docs/);
 * `engines-*`: scripts/engines_demo.py (Podman's Docker Engine API, a recorded Kubernetes
   API), one block per step;
 * every section of scripts/readme_examples.py (`first-steps`, `config-errors`, …).
@@ -132,6 +134,24 @@ def _gallery(part: str) -> Callable[[], str]:
 
 _engines_cache: list[str] = []
 
+#: The steps of scripts/status_page.py (its `==> ` headings, in order), one block each; it
+#: also writes the status page's screenshots, docs/status-page.png and -phone.png.
+WEB_STEPS = ("web-targets", "web-history")
+_web_cache: list[str] = []
+
+
+def _web(step: int) -> Callable[[], str]:
+    def run() -> str:
+        if not _web_cache:
+            steps = re.split(r"^==> .*\n", _script("status_page.py"), flags=re.M)[1:]
+            if len(steps) != len(WEB_STEPS):
+                raise SystemExit(f"scripts/status_page.py printed {len(steps)} steps, "
+                                 f"not {len(WEB_STEPS)}")
+            _web_cache.extend(step.strip("\n") + "\n" for step in steps)
+        return _web_cache[step]
+
+    return run
+
 
 def _engines(step: int) -> Callable[[], str]:
     def run() -> str:
@@ -160,6 +180,8 @@ def generators() -> dict[str, tuple[str, Callable[[], str]]]:
         out[name] = (f"scripts/readme_examples.py {name}", _section(name))
     for i, name in enumerate(ENGINES_STEPS):
         out[name] = (f"scripts/engines_demo.py, step {i + 1}", _engines(i))
+    for i, name in enumerate(WEB_STEPS):
+        out[name] = (f"scripts/status_page.py, step {i + 1}", _web(i))
     return out
 
 

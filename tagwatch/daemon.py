@@ -16,9 +16,10 @@ Threads and who owns what:
 * Each job runs `check.run_cycle` over its targets, sharing the daemon's registry client
   (its token cache outlives cycles), the store and a semaphore that keeps `concurrency`
   global across jobs.
-* The **web listener** (tagwatch.web: /metrics, /healthz) answers on a thread of its own
-  with a small pool of workers, and reads state from the store at scrape time; its
-  connections are bounded so that nothing on that port can starve the checks.
+* The **web listener** (tagwatch.web: /metrics, /healthz, the status page and the
+  read-only API) answers on a thread of its own with a small pool of workers, and reads
+  state from the store at request time; its connections are bounded so that nothing on
+  that port can starve the checks.
 
 A reload builds the new configuration completely (config, secrets, client, notifier) before
 anything changes; if any of it fails, the old configuration keeps running and the error is
@@ -207,7 +208,13 @@ class Daemon:
                 self.server = Server(
                     listen.host,
                     listen.port,
-                    WebApp(self.metrics, self.health),
+                    WebApp(
+                        self.metrics,
+                        self.health,
+                        config=lambda: self.runtime.config,
+                        store=self.store,
+                        clock=self.clock,
+                    ),
                     on_drop=self.metrics.observe_dropped_connection,
                 )
             except OSError as exc:

@@ -20,10 +20,11 @@ __all__ = ["DaemonProcess"]
 
 
 class DaemonProcess:
-    def __init__(self, config: Path, port: int, *, nofile: int | None = None) -> None:
+    def __init__(self, config: Path, port: int, *, nofile: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.config, self.port = config, port
         self.log = config.with_suffix(".log")
-        env = dict(os.environ)
+        env = dict(os.environ if env is None else env)
         for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "INVOCATION_ID", "JOURNAL_STREAM"):
             env.pop(name, None)
 
