@@ -9,10 +9,10 @@ image manifest (OCI or Docker schema 2). BuildKit adds attestation manifests to 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from tagwatch.core.jsondoc import JSONError, loads
 from tagwatch.core.refs import platform_key
 
 __all__ = [
@@ -132,9 +132,9 @@ def parse_manifest(body: bytes, content_type: str | None) -> Manifest:
     if len(body) > MAX_MANIFEST_BYTES:
         raise ManifestError(f"manifest is {len(body)} bytes, over the {MAX_MANIFEST_BYTES} limit")
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"manifest is not valid JSON ({exc.__class__.__name__})") from None
+        doc = loads(body)
+    except JSONError as exc:
+        raise ManifestError(f"manifest: {exc}") from None
     if not isinstance(doc, dict):
         raise ManifestError("manifest is not a JSON object")
     media_type = _media_type(content_type, doc)
