@@ -26,6 +26,7 @@ __all__ = [
     "DOCKER_HUB",
     "ImageRef",
     "is_loopback",
+    "is_metadata_host",
     "parse_digest",
     "parse_platform",
     "parse_ref",
@@ -185,6 +186,45 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+# Cloud instance metadata services (they hand out the machine's credentials) and the
+# link-local ranges they live in: no credential, token request or redirect goes there.
+_METADATA_NAMES = frozenset(
+    {
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",
+        "instance-data",
+        "instance-data.ec2.internal",
+    }
+)
+_METADATA_ADDRESSES = (
+    ipaddress.ip_network("169.254.0.0/16"),  # IPv4 link-local: AWS, GCP, Azure, OpenStack …
+    ipaddress.ip_network("fe80::/10"),  # IPv6 link-local
+    ipaddress.ip_network("fd00:ec2::254/128"),  # AWS IMDS over IPv6
+    ipaddress.ip_network("100.100.100.200/32"),  # Alibaba Cloud
+)
+
+
+def is_metadata_host(host: str) -> bool:
+    """True for a link-local address or a cloud metadata service's name or address (a host as
+    in a URL: `[fe80::1]`, `169.254.169.254:80`, `metadata.google.internal.`)."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name[1:]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    name = name.rstrip(".")
+    if name in _METADATA_NAMES:
+        return True
+    try:
+        address = ipaddress.ip_address(name.partition("%")[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in _METADATA_ADDRESSES)
 
 
 _ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm"}

@@ -11,15 +11,21 @@ across cycles), and is shared by the worker threads of a cycle:
   one token request per repository, not per tag.
 * A 401 with a cached token (expired or revoked early) refreshes it once; a second 401 is
   final and handed back to the client, which turns it into an `AuthError`.
-* Credentials go to the registry itself and to its token realm, never elsewhere: httpx drops
-  `Authorization` on redirects to another origin, and a realm that would downgrade an https
-  registry to plain http is refused.
+* Credentials go to the registry itself and to the token realm its own challenge names,
+  never elsewhere: httpx drops `Authorization` on redirects to another origin, a challenge
+  that comes from another origin (a host the registry redirected to) is not answered, and a
+  realm that would downgrade an https registry to plain http, or that is a link-local or
+  cloud metadata address, is refused.
+* Token answers are read up to MAX_TOKEN_BYTES; the whole exchange runs inside the budget of
+  the request that needed it (`deadline.py`), and so does waiting for another thread's.
 """
 
 from __future__ import annotations
 
 import base64
-import json
+import logging
+import math
+import re
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -28,13 +34,59 @@ from dataclasses import dataclass
 import httpx
 
 from tagwatch.core.challenge import Challenge, parse_www_authenticate
-from tagwatch.errors import AuthError
+from tagwatch.core.jsondoc import JSONError, loads
+from tagwatch.core.refs import is_metadata_host
+from tagwatch.core.text import clean
+from tagwatch.errors import AuthError, RegistryUnavailable
+from tagwatch.registry.deadline import left
 from tagwatch.registry.dockercreds import Credentials
+from tagwatch.registry.transport import BodyError
 
-__all__ = ["RegistryAuth", "repository_of"]
+__all__ = ["MAX_TOKEN_BYTES", "RegistryAuth", "repository_of", "token_lifetime"]
+
+log = logging.getLogger("tagwatch.registry")
 
 MIN_TOKEN_LIFE = 60.0  # the token spec's default and floor for expires_in
+MAX_TOKEN_LIFE = 86400.0  # a longer promise is not believed: renewed after a day anyway
 RENEW_BEFORE = 10.0  # renew this long before a token expires
+# Token answers are a few kilobytes (Docker Hub's, with `token` and `access_token` both
+# carrying the same JWT, is about 3 KB; GHCR, Quay, ECR Public and ACR send less).
+MAX_TOKEN_BYTES = 256 * 1024
+_TOKEN_EXTENSIONS = {"tagwatch.max_body": MAX_TOKEN_BYTES}
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")  # what an Authorization header value can carry
+
+
+def token_lifetime(value: object) -> float | None:
+    """`expires_in` as seconds: a finite positive number (or a string of one), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        try:
+            seconds = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
+
+
+def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
+    """Whether `b` is the origin of `a`, or its https upgrade (as httpx keeps credentials)."""
+    if a.host != b.host:
+        return False
+    if a.scheme == b.scheme:
+        return (a.port or _PORTS.get(a.scheme)) == (b.port or _PORTS.get(b.scheme))
+    return (
+        a.scheme == "http"
+        and b.scheme == "https"
+        and a.port in (None, 80)
+        and b.port in (None, 443)
+    )
+
+
+_PORTS = {"http": 80, "https": 443}
 
 
 def repository_of(path: str) -> str | None:
@@ -77,6 +129,7 @@ class RegistryAuth(httpx.Auth):
         self.credentials = credentials
         self._clock = clock
         self._scheme: str | None = None  # None until learned: "none" | "basic" | "bearer"
+        self._warned_expiry = False
         self._bearer: dict[str, str] = {}
         self._tokens: dict[str, _Token] = {}
         self._lock = threading.Lock()
@@ -114,36 +167,61 @@ class RegistryAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         scope = self._scope(request)
         if self._scheme is None:
-            with self._probe:
-                if self._scheme is None:
+            # The first request to the host learns its scheme while the others wait; a token
+            # it then needs is fetched after, under its scope's own lock, so that a slow
+            # token service holds up that repository only.
+            self._acquire(self._probe, "learn how it authenticates")
+            try:
+                probed = self._scheme is None
+                if probed:
                     response = yield request
                     if response.status_code != 401:
                         self._scheme = "none"
                         return
-                    yield from self._answer_challenge(request, response, scope, used=None)
-                    return
+                    if not self._learn_from(request, response, scope, used=None):
+                        return  # no challenge we can answer: the 401 stands
+            finally:
+                self._probe.release()
+            if probed:
+                yield from self._authorize(request, scope)
+                yield request  # retried once; a second 401 is final
+                return
         used = yield from self._authorize(request, scope)
         response = yield request
-        if response.status_code == 401:
-            yield from self._answer_challenge(request, response, scope, used=used)
+        if response.status_code == 401 and self._learn_from(request, response, scope, used):
+            yield from self._authorize(request, scope)
+            yield request  # retried once; a second 401 is final
 
-    def _answer_challenge(
+    def _acquire(self, lock: threading.Lock, why: str) -> None:
+        """Wait for a lock another request holds across its own exchange, at most for what is
+        left of this request's budget."""
+        remaining = left()
+        if not lock.acquire(timeout=-1 if remaining is None else remaining):
+            raise RegistryUnavailable(
+                f"{self.host}: gave up waiting for another request to {why}", host=self.host
+            )
+
+    def _learn_from(
         self,
         request: httpx.Request,
         response: httpx.Response,
         scope: str | None,
         used: str | None,
-    ) -> Generator[httpx.Request, httpx.Response, None]:
+    ) -> bool:
+        """Learn from a 401 whether and how to try again (dropping a refused token)."""
+        if not _same_origin(request.url, response.url):
+            # The registry redirected to another host, which wants credentials of its own:
+            # the registry's are not for it, nor for any token service it names.
+            return False
         challenges = parse_www_authenticate(response.headers.get_list("www-authenticate"))
         if not self._learn(challenges, scope):
-            return  # no challenge we can answer: the 401 stands
+            return False  # no challenge we can answer: the 401 stands
         if used is not None and scope is not None:
             with self._lock:  # drop the token that was refused, unless already replaced
                 token = self._tokens.get(scope)
                 if token is not None and token.value == used:
                     del self._tokens[scope]
-        yield from self._authorize(request, scope)
-        yield request  # retried once; a second 401 is final
+        return True
 
     def _learn(self, challenges: list[Challenge], scope: str | None) -> bool:
         for challenge in challenges:
@@ -176,10 +254,13 @@ class RegistryAuth(httpx.Auth):
         if token is None:
             with self._lock:
                 lock = self._scope_locks.setdefault(key, threading.Lock())
-            with lock:  # one token request per scope, however many threads need it
+            self._acquire(lock, "fetch a token")  # one token request per scope, however
+            try:  # many threads need it
                 token = self._cached(key)
                 if token is None:
                     token = yield from self._fetch_token(request, scope)
+            finally:
+                lock.release()
         request.headers["Authorization"] = f"Bearer {token}"
         return token
 
@@ -193,15 +274,28 @@ class RegistryAuth(httpx.Auth):
     # --- the token request ----------------------------------------------------------------
 
     def _realm(self, request: httpx.Request) -> httpx.URL:
-        realm = request.url.join(self._bearer["realm"])
+        try:
+            realm = request.url.join(self._bearer["realm"])
+            shown = clean(str(realm.copy_with(query=None, fragment=None)), 120)
+        except (httpx.InvalidURL, ValueError):
+            raise AuthError(
+                f"{self.host}: the token realm {clean(self._bearer['realm'], 120)!r} is not a URL",
+                host=self.host,
+            ) from None
         if realm.scheme not in ("http", "https"):
             raise AuthError(
-                f"{self.host}: token realm {realm} is not an http(s) URL", host=self.host
+                f"{self.host}: token realm {shown} is not an http(s) URL", host=self.host
             )
         if request.url.scheme == "https" and realm.scheme == "http":
             raise AuthError(
-                f"{self.host}: refusing token realm {realm.copy_with(query=None)}: it would send "
-                "credentials over plain http",
+                f"{self.host}: refusing token realm {shown}: it would send credentials over "
+                "plain http",
+                host=self.host,
+            )
+        if is_metadata_host(realm.host) and not is_metadata_host(request.url.host):
+            raise AuthError(
+                f"{self.host}: refusing token realm {shown}: a link-local or cloud metadata "
+                "address",
                 host=self.host,
             )
         return realm
@@ -226,7 +320,9 @@ class RegistryAuth(httpx.Auth):
                 form["service"] = service
             if scopes:
                 form["scope"] = " ".join(scopes)
-            token_request = httpx.Request("POST", realm, data=form, headers=headers)
+            token_request = httpx.Request(
+                "POST", realm, data=form, headers=headers, extensions=_TOKEN_EXTENSIONS
+            )
         else:
             params: list[tuple[str, str | int | float | bool | None]] = []
             if service:
@@ -235,36 +331,63 @@ class RegistryAuth(httpx.Auth):
             if creds is not None:
                 params.append(("account", creds.username))
                 headers["Authorization"] = _basic(creds.username, creds.password)
-            token_request = httpx.Request("GET", realm.copy_merge_params(params), headers=headers)
+            token_request = httpx.Request(
+                "GET",
+                realm.copy_merge_params(params),
+                headers=headers,
+                extensions=_TOKEN_EXTENSIONS,
+            )
         started = self._clock()
         response = yield token_request
-        response.read()
+        service_at = f"{self.host}: the token service at {clean(realm.host, 100)}"
+        try:
+            body = response.read()  # at most MAX_TOKEN_BYTES: BoundedTransport cuts it off
+        except BodyError as exc:
+            raise AuthError(f"{service_at}: {exc}", host=self.host) from None
         who = f"user '{creds.username}'" if creds is not None else "anonymous access"
         if response.status_code in (401, 403):
             raise AuthError(
-                f"{self.host}: the token service at {realm.host} refused {who} "
-                f"(HTTP {response.status_code}): check the username and password",
+                f"{service_at} refused {who} (HTTP {response.status_code}): check the username "
+                "and password",
                 host=self.host,
             )
         if response.status_code != 200:
-            raise AuthError(
-                f"{self.host}: the token service at {realm.host} answered HTTP "
-                f"{response.status_code}",
-                host=self.host,
-            )
+            raise AuthError(f"{service_at} answered HTTP {response.status_code}", host=self.host)
         try:
-            body = json.loads(response.content)
-            value = body.get("token") or body.get("access_token")
-            expires_in = float(body.get("expires_in") or MIN_TOKEN_LIFE)
-        except (ValueError, AttributeError, TypeError):
-            value, expires_in = None, MIN_TOKEN_LIFE
-        if not isinstance(value, str) or not value:
+            answer = loads(body)
+        except JSONError as exc:
             raise AuthError(
-                f"{self.host}: the token service at {realm.host} sent no token", host=self.host
+                f"{service_at} sent no token: its answer is {exc}", host=self.host
+            ) from None
+        if not isinstance(answer, dict):
+            raise AuthError(
+                f"{service_at} sent no token: its answer is not a JSON object", host=self.host
+            )
+        value = answer.get("token") or answer.get("access_token")
+        if not isinstance(value, str) or not value:
+            raise AuthError(f"{service_at} sent no token", host=self.host)
+        if not _TOKEN_CHARS.fullmatch(value):
+            raise AuthError(
+                f"{service_at} sent a token that cannot be sent back: it holds spaces, "
+                "control or non-ASCII characters",
+                host=self.host,
             )
         # The issued_at field is ignored on purpose: the local clock at the start of the
         # exchange is the safe origin (it is never later than the server's issue time).
-        life = max(expires_in, MIN_TOKEN_LIFE)
+        expires_in = answer.get("expires_in")
+        life = token_lifetime(expires_in)
+        if life is None:
+            life = MIN_TOKEN_LIFE
+            if expires_in is not None and not self._warned_expiry:
+                self._warned_expiry = True
+                log.warning(
+                    "%s sent expires_in %s, not a number of seconds: its tokens are renewed "
+                    "after %.0fs",
+                    service_at,
+                    clean(repr(expires_in), 60),
+                    MIN_TOKEN_LIFE,
+                )
+        life = min(max(life, MIN_TOKEN_LIFE), MAX_TOKEN_LIFE)
         with self._lock:
             self._tokens[scope or ""] = _Token(value, started + life - RENEW_BEFORE)
         return value

@@ -6,31 +6,49 @@ Cost of a check, by design:
 * a tag whose index digest is new costs one GET more (the index, by digest, verified);
 * only a registry that omits `Docker-Content-Digest` gets a GET of the tag instead of a HEAD.
 
-Sync `httpx.Client`s (one per registry host, shared by the cycle's worker threads): httpx's
-thread-safe sync pool costs about a third of the CPU of its asyncio pool per request.
+A registry may be hostile, and whatever it sends:
+* the public methods raise `RegistryError` subclasses only: every other exception an answer
+  can cause (httpx's, decoding, JSON, recursion, memory) becomes a `BadResponse` (or a
+  `RegistryUnavailable` where it is transient) naming the registry and what was wrong, its
+  text made one safe line (`core.text.clean`);
+* every request, with its token request and redirects, ends within `timeout` as a whole
+  (`deadline.py`); every body is read up to a cap (`MAX_*_BYTES` here, MAX_TOKEN_BYTES in
+  `auth.py`); JSON is parsed with a depth limit (`core.jsondoc`);
+* credentials go only to the registry and to the token service its own challenge names
+  (`auth.py`).
+
+Connections are owned per registry (`_Endpoint`): one `httpx.Client` and a pool of
+`http.client` connections for the steady-state HEADs (`transport.py`), kept alive across
+cycles and closed by `close_idle` (the daemon calls it when a registry's next cycle is further
+away than IDLE_TIMEOUT) and `close`.
+
+Every HTTP request is logged at DEBUG on `tagwatch.registry`: method, URL (query values other
+than paging and scope left out), status and milliseconds; never a header.
 """
 
 from __future__ import annotations
 
+import functools
 import http.client
-import json
 import logging
 import random
 import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Protocol
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import httpx
 
 from tagwatch import __version__
 from tagwatch.config import Config, RegistryConfig
 from tagwatch.core.changes import ImageFacts
+from tagwatch.core.jsondoc import JSONError, loads
 from tagwatch.core.manifest import (
     ACCEPT,
     INDEX_TYPES,
@@ -43,7 +61,8 @@ from tagwatch.core.manifest import (
     sha256_digest,
 )
 from tagwatch.core.model import Resolved
-from tagwatch.core.refs import ImageRef, is_loopback, parse_platform
+from tagwatch.core.refs import ImageRef, is_loopback, is_metadata_host, parse_platform
+from tagwatch.core.text import clean
 from tagwatch.core.times import parse_time
 from tagwatch.errors import (
     AuthError,
@@ -54,56 +73,183 @@ from tagwatch.errors import (
     RegistryUnavailable,
 )
 from tagwatch.registry.auth import RegistryAuth
+from tagwatch.registry.deadline import within
 from tagwatch.registry.dockercreds import Credentials, docker_credentials
 from tagwatch.registry.gate import Gate
+from tagwatch.registry.transport import (
+    ACCEPT_ENCODING,
+    DEFAULT_MAX_BODY,
+    IDLE_TIMEOUT,
+    BodyError,
+    BoundedTransport,
+    HeadConnections,
+)
 
 __all__ = ["RegistryClient", "RequestObserver"]
 
 log = logging.getLogger("tagwatch.registry")
 
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 _NOT_FOUND_CODES = {"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "NOT_FOUND", "TAG_UNKNOWN"}
-MAX_CONFIG_BYTES = 8 * 1024 * 1024
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
-MAX_TAG_PAGES = 20  # 20,000 tags at n=1000: node on Docker Hub has about 9,000
+# Caps on what is read, from what registries send: manifests per the distribution spec
+# (clients should accept 4 MB; real indexes are a few KB); image configs are a few KB (tens
+# with a long history); a tag list page of 1,000 tags is about 30 KB.
+MAX_CONFIG_BYTES = 1024 * 1024
 MAX_TAG_LIST_BYTES = 4 * 1024 * 1024
+MAX_TAG_PAGES = 20  # 20,000 tags at n=1000: node on Docker Hub has about 9,000
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 MAX_BACKOFF = 8.0  # seconds; the longest wait between two tries of one request
+_LOGGED_QUERY = frozenset({"n", "last", "service", "scope"})
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Headers(Protocol):
+    def get(self, key: str, default: Any = None, /) -> Any: ...
 
 
 class RequestObserver(Protocol):
     """Told about every HTTP request made (metrics): code is the status, or "error"."""
 
     def __call__(
-        self, registry: str, method: str, code: str, seconds: float, headers: httpx.Headers | None
+        self, registry: str, method: str, code: str, seconds: float, headers: Headers | None
     ) -> None: ...
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """What a request brought back (its body read and capped), nothing that holds a
+    connection or a socket."""
+
+    status_code: int
+    headers: Headers
+    body: bytes = b""
+    reason_phrase: str = ""
+
+
 class _Endpoint:
-    client: httpx.Client
-    base: str  # "https://ghcr.io"
-    auth: RegistryAuth
-    insecure: bool
-    gate: Gate
-    verify: ssl.SSLContext | bool = True
+    """One registry: where it is, how it authenticates and is paced, and its connections."""
+
+    def __init__(
+        self,
+        registry: str,
+        base: str,
+        auth: RegistryAuth,
+        gate: Gate,
+        *,
+        insecure: bool,
+        verify: ssl.SSLContext | bool,
+        limit: int,
+        timeout: float,
+        make_client: Callable[[_Endpoint], httpx.Client],
+    ) -> None:
+        self.registry = registry
+        self.base = base  # "https://ghcr.io"
+        self.auth = auth
+        self.gate = gate
+        self.insecure = insecure
+        self.verify = verify
+        self.limit = limit
+        self._timeout = timeout
+        self._make_client = make_client
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._closed = False
+        self.heads = HeadConnections(base, timeout=timeout, size=limit + 2, verify=verify)
+
+    @contextmanager
+    def busy(self) -> Iterator[httpx.Client]:
+        """The httpx client, counted as in use until the block ends."""
+        with self._lock:
+            if self._closed:
+                raise RegistryUnavailable(
+                    f"{self.registry}: not checked: tagwatch is stopping", host=self.registry
+                )
+            if self._client is None:
+                self._client = self._make_client(self)
+            client = self._client
+            self._in_flight += 1
+        try:
+            yield client
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def use_http(self) -> None:
+        """An insecure registry that speaks plain http only: from now on, http."""
+        with self._lock:
+            self.base = "http://" + self.base.removeprefix("https://")
+            old, self.heads = (
+                self.heads,
+                HeadConnections(
+                    self.base, timeout=self._timeout, size=self.limit + 2, verify=self.verify
+                ),
+            )
+        old.close()
+
+    def close_idle(self) -> None:
+        self.heads.close_idle()
+        with self._lock:
+            if self._in_flight or self._client is None:
+                return
+            client, self._client = self._client, None
+        client.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            client, self._client = self._client, None
+        self.heads.close()
+        if client is not None:
+            client.close()  # idle connections go; a read blocked in another thread may not
+
+    @property
+    def connections_opened(self) -> int:
+        return self.heads.opened
 
 
-def _content_type(response: httpx.Response) -> str:
-    value: str = response.headers.get("content-type", "")
-    return value.split(";", 1)[0].strip().lower()
+def _contained(
+    method: Callable[Concatenate[RegistryClient, ImageRef, P], T],
+) -> Callable[Concatenate[RegistryClient, ImageRef, P], T]:
+    """A public method raises RegistryError subclasses only, whatever the registry sent."""
+
+    @functools.wraps(method)
+    def wrapper(self: RegistryClient, ref: ImageRef, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(self, ref, *args, **kwargs)
+        except RegistryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the registry's answer caused it: contained
+            log.debug("unexpected error reading %s from %s", ref, ref.api_host, exc_info=True)
+            raise BadResponse(
+                f"{ref.api_host}: {ref}: the answer could not be read "
+                f"({type(exc).__name__}: {clean(str(exc), 120) or 'no detail'})",
+                host=ref.registry,
+            ) from None
+
+    return wrapper
+
+
+def _content_type(answer: _Answer | httpx.Response) -> str:
+    value = answer.headers.get("content-type") or ""
+    return str(value).split(";", 1)[0].strip().lower()
 
 
 def _error_detail(body: bytes) -> tuple[str | None, str]:
-    """(first error code, 'CODE: message') from a registry error body, if it is one."""
+    """(first error code, 'CODE: message') from a registry error body, if it is one; the
+    text cleaned for showing."""
     try:
-        errors = json.loads(body).get("errors")
+        errors = loads(body).get("errors")
         first = errors[0]
-        code = str(first.get("code") or "")
-        message = str(first.get("message") or "")
-        return code or None, f"{code}: {message}" if message else code
-    except (ValueError, AttributeError, TypeError, IndexError, KeyError):
+        code = clean(first.get("code") or "", 40)
+        message = clean(first.get("message") or "", 200)
+    except (JSONError, AttributeError, TypeError, IndexError, KeyError):
         return None, ""
+    return code or None, f"{code}: {message}" if message else code
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -114,11 +260,27 @@ def _retry_after(value: str | None) -> float | None:
         return float(value)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _pick_platform(platforms: Mapping[str, str], prefer: Sequence[str]) -> str:
+    """The first of `prefer` the index has, else linux/amd64, else the first by name."""
+    return next((p for p in (*prefer, "linux/amd64") if p in platforms), min(platforms))
+
+
+def _shown_url(url: httpx.URL) -> str:
+    """A URL for the request log: no user info, and of the query only the paging and scope
+    values (a redirect to storage carries signatures in its query)."""
+    query = "&".join(
+        f"{key}={clean(value, 80) if key in _LOGGED_QUERY else '…'}"
+        for key, value in url.params.multi_items()
+    )
+    shown = f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}{url.path}"
+    return clean(f"{shown}?{query}" if query else shown, 300)
 
 
 class RegistryClient:
@@ -147,29 +309,26 @@ class RegistryClient:
         self.backoff = backoff
         self._sleep = sleep
         self._closed = False
-        self._local = threading.local()  # per-thread http.client connections (_fast_head)
         self._endpoints: dict[str, _Endpoint] = {}
+        self._making: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     # --- public API -------------------------------------------------------------------------
 
+    @_contained
     def resolve(self, ref: ImageRef, known: Resolved | None = None) -> Resolved:
         """The digest `ref`'s tag points at now. `known` is what it pointed at before: when
         the digest is unchanged its platforms are reused and nothing more is fetched.
         Raises NotFound when the registry says the tag does not exist."""
         assert ref.tag is not None
         path = f"/v2/{ref.repository}/manifests/{ref.tag}"
-        response = self._send(ref, "HEAD", path, {"Accept": ACCEPT})
-        status = response.status_code
+        answer = self._call(ref, "HEAD", path, {"Accept": ACCEPT})
+        status = answer.status_code
         if status == 200:
-            media_type = _content_type(response)
+            media_type = _content_type(answer)
             if not is_manifest_type(media_type):
-                raise BadResponse(
-                    f"{self._host(ref)} answered {media_type or 'no content type'} for "
-                    f"{ref}, not a manifest",
-                    host=ref.registry,
-                )
-            digest = response.headers.get("docker-content-digest", "").strip()
+                raise self._not_a_manifest(ref, media_type)
+            digest = str(answer.headers.get("docker-content-digest") or "").strip()
             if not _DIGEST.fullmatch(digest) or media_type == MEDIA_DOCKER_V1_SIGNED:
                 return self._get_tag(ref)
             if media_type in INDEX_TYPES:
@@ -180,40 +339,43 @@ class RegistryClient:
             return Resolved(digest, media_type, {})
         if status in (405, 501):  # HEAD not supported: GET and hash
             return self._get_tag(ref)
-        if status == 404 and _content_type(response) == "application/json":
+        if status == 404 and _content_type(answer) == "application/json":
             raise NotFound(f"{ref.name}:{ref.tag}: tag not found", host=ref.registry)
         if status == 404:
             # A HEAD error has no body; a 404 that is not a registry's JSON may be a proxy's
             # page. GET once to tell a missing tag from a broken path.
             return self._get_tag(ref)
-        raise self._error(ref, response, b"")
+        raise self._error(ref, answer)
 
+    @_contained
     def manifest(self, ref: ImageRef, digest: str) -> Manifest:
         """GET a manifest by digest, verify the bytes against the digest, parse it."""
         path = f"/v2/{ref.repository}/manifests/{digest}"
-        body, media_type, _ = self._get(ref, path, {"Accept": ACCEPT})
-        if digest.startswith("sha256:") and sha256_digest(body) != digest:
+        answer = self._get(ref, path, {"Accept": ACCEPT}, MAX_MANIFEST_BYTES)
+        if digest.startswith("sha256:") and sha256_digest(answer.body) != digest:
             raise BadResponse(
-                f"{self._host(ref)} sent a manifest whose sha256 does not match {digest}",
+                f"{ref.api_host} sent a manifest whose sha256 does not match {digest}",
                 host=ref.registry,
             )
         try:
-            return parse_manifest(body, media_type)
+            return parse_manifest(answer.body, _content_type(answer))
         except ManifestError as exc:
             raise BadResponse(
-                f"{self._host(ref)}: {ref.name}@{digest}: {exc}", host=ref.registry
+                f"{ref.api_host}: {ref.name}@{digest}: {clean(exc)}", host=ref.registry
             ) from None
 
+    @_contained
     def exists(self, ref: ImageRef, digest: str) -> bool:
         """Whether the registry still serves a manifest by digest (a pin's)."""
         path = f"/v2/{ref.repository}/manifests/{digest}"
-        response = self._send(ref, "HEAD", path, {"Accept": ACCEPT})
-        if response.status_code == 200:
+        answer = self._call(ref, "HEAD", path, {"Accept": ACCEPT})
+        if answer.status_code == 200:
             return True
-        if response.status_code == 404:
+        if answer.status_code == 404:
             return False
-        raise self._error(ref, response, b"")
+        raise self._error(ref, answer)
 
+    @_contained
     def image_facts(
         self,
         ref: ImageRef,
@@ -227,31 +389,26 @@ class RegistryClient:
         platform = None
         image = digest
         if platforms:
-            platform = next(
-                (p for p in (*prefer, "linux/amd64") if p in platforms), sorted(platforms)[0]
-            )
+            platform = _pick_platform(platforms, prefer)
             image = platforms[platform]
         manifest = self.manifest(ref, image)
         if manifest.is_index:  # platforms were not known: pick from the index itself
-            platform = next(
-                (p for p in (*prefer, "linux/amd64") if p in manifest.platforms),
-                sorted(manifest.platforms)[0],
-            )
+            platform = _pick_platform(manifest.platforms, prefer)
             image = manifest.platforms[platform]
             manifest = self.manifest(ref, image)
         created: str | None = None
         labels: dict[str, str] = {}
         if manifest.config_digest is not None:
-            body, _, _ = self._get(
-                ref,
-                f"/v2/{ref.repository}/blobs/{manifest.config_digest}",
-                {},
-                limit=MAX_CONFIG_BYTES,
-            )
+            path = f"/v2/{ref.repository}/blobs/{manifest.config_digest}"
+            body = self._get(ref, path, {}, MAX_CONFIG_BYTES).body
             try:
-                config = json.loads(body)
-            except ValueError:
-                config = {}
+                config = loads(body)
+            except JSONError as exc:
+                raise BadResponse(
+                    f"{ref.api_host}: {ref.name}: config {clean(manifest.config_digest, 80)} "
+                    f"is {exc}",
+                    host=ref.registry,
+                ) from None
             if isinstance(config, dict):
                 if isinstance(config.get("created"), str):
                     created = config["created"]
@@ -261,20 +418,20 @@ class RegistryClient:
                     labels = {str(k): v for k, v in found.items() if isinstance(v, str)}
         return ImageFacts(image, platform, created, labels, manifest.annotations, manifest.layers)
 
+    @_contained
     def config_platform(self, ref: ImageRef, config_digest: str) -> str | None:
         """The platform (`os/arch[/variant]`, normalised) an image's config blob declares;
         None when it declares none we can read. The blob is verified against its digest."""
-        body, _, _ = self._get(
-            ref, f"/v2/{ref.repository}/blobs/{config_digest}", {}, limit=MAX_CONFIG_BYTES
-        )
+        path = f"/v2/{ref.repository}/blobs/{config_digest}"
+        body = self._get(ref, path, {}, MAX_CONFIG_BYTES).body
         if config_digest.startswith("sha256:") and sha256_digest(body) != config_digest:
             raise BadResponse(
-                f"{self._host(ref)} sent a config blob whose sha256 does not match {config_digest}",
+                f"{ref.api_host} sent a config blob whose sha256 does not match {config_digest}",
                 host=ref.registry,
             )
         try:
-            config = json.loads(body)
-        except ValueError:
+            config = loads(body)
+        except JSONError:
             return None
         if not isinstance(config, dict):
             return None
@@ -287,39 +444,57 @@ class RegistryClient:
         except ValueError:
             return None
 
+    @_contained
     def list_tags(self, ref: ImageRef, page_size: int = 1000) -> tuple[list[str], bool]:
         """Every tag of the repository, following `Link: <…>; rel="next"` pagination for at
-        most MAX_TAG_PAGES pages; returns (tags, complete)."""
+        most MAX_TAG_PAGES pages; returns (tags, complete). Names that are not tags by the
+        reference grammar are left out."""
         path = f"/v2/{ref.repository}/tags/list?n={page_size}"
         tags: list[str] = []
         for _ in range(MAX_TAG_PAGES):
-            body, _, headers = self._get(
-                ref, path, {"Accept": "application/json"}, limit=MAX_TAG_LIST_BYTES
-            )
+            answer = self._get(ref, path, {"Accept": "application/json"}, MAX_TAG_LIST_BYTES)
             try:
-                page = json.loads(body).get("tags") or []
-            except (ValueError, AttributeError):
+                page = loads(answer.body).get("tags") or []
+                if not isinstance(page, list):
+                    raise TypeError
+            except (JSONError, AttributeError, TypeError) as exc:
+                why = f": {exc}" if isinstance(exc, JSONError) else ""
                 raise BadResponse(
-                    f"{self._host(ref)}: {ref.name}: the tag list is not JSON",
+                    f"{ref.api_host}: {ref.name}: the tag list is not JSON with a list of "
+                    f"tags{why}",
                     host=ref.registry,
                 ) from None
-            tags.extend(t for t in page if isinstance(t, str))
-            following = _next_link(headers.get("link"))
+            tags.extend(t for t in page if isinstance(t, str) and _TAG.match(t))
+            following = _next_link(answer.headers.get("link"))
             if following is None:
                 return tags, True
             path = following
         return tags, False
 
+    @_contained
     def image_created(self, ref: ImageRef, seen: Resolved) -> datetime | None:
         """The `created` time of the image a tag points at; evidence for a pin's age."""
         return parse_time(self.image_facts(ref, seen.digest, seen.platforms).created)
+
+    def close_idle(self, registry: str | None = None) -> None:
+        """Close the connections to `registry` (or every registry) not in use right now:
+        for a registry whose next check is further away than the servers keep them."""
+        with self._lock:
+            endpoints = [e for r, e in self._endpoints.items() if registry in (None, r)]
+        for endpoint in endpoints:
+            endpoint.close_idle()
+
+    def connections_opened(self) -> int:
+        """HEAD connections opened so far, over every registry (for the benchmark)."""
+        with self._lock:
+            return sum(e.connections_opened for e in self._endpoints.values())
 
     def close(self) -> None:
         self._closed = True  # no more retries: a stopping daemon must not wait for backoffs
         with self._lock:
             endpoints, self._endpoints = list(self._endpoints.values()), {}
         for endpoint in endpoints:
-            endpoint.client.close()
+            endpoint.close()
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -327,122 +502,198 @@ class RegistryClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- HTTP -------------------------------------------------------------------------------
-
-    @staticmethod
-    def _host(ref: ImageRef) -> str:
-        return ref.api_host
+    # --- endpoints --------------------------------------------------------------------------
 
     def _endpoint(self, ref: ImageRef) -> _Endpoint:
         endpoint = self._endpoints.get(ref.registry)
         if endpoint is not None:
             return endpoint
         with self._lock:
+            if self._closed:
+                raise RegistryUnavailable(
+                    f"{ref.registry}: not checked: tagwatch is stopping", host=ref.registry
+                )
+            making = self._making.setdefault(ref.registry, threading.Lock())
+        with making:  # per registry: a credential helper may take seconds
             endpoint = self._endpoints.get(ref.registry)
             if endpoint is None:
                 endpoint = self._make_endpoint(ref)
-                self._endpoints[ref.registry] = endpoint
+                with self._lock:
+                    self._endpoints[ref.registry] = endpoint
         return endpoint
 
     def _make_endpoint(self, ref: ImageRef) -> _Endpoint:
         settings = self.registries.get(ref.registry) or RegistryConfig(host=ref.registry)
         host = ref.api_host
-        insecure = settings.insecure
         scheme = "http" if is_loopback(host) else "https"
         if settings.endpoint:  # a mirror or pull-through cache answers for this registry
             scheme, _, host = settings.endpoint.partition("://")
         verify: ssl.SSLContext | bool = True
-        if insecure:
+        if settings.insecure:
             verify = False
         elif settings.ca_file:
             verify = ssl.create_default_context(cafile=settings.ca_file)
-        credentials = self._credentials(ref.registry)
-        auth = RegistryAuth(host, credentials)
-        limit = settings.concurrency or self._concurrency
+        auth = RegistryAuth(host, self._credentials(ref.registry))
+        return _Endpoint(
+            ref.registry,
+            f"{scheme}://{host}",
+            auth,
+            Gate(ref.registry, settings.rate),
+            insecure=settings.insecure,
+            verify=verify,
+            limit=settings.concurrency or self._concurrency,
+            timeout=self.timeout,
+            make_client=self._make_http_client,
+        )
+
+    def _make_http_client(self, endpoint: _Endpoint) -> httpx.Client:
         observer = self._observer
-        registry = ref.registry
+        registry = endpoint.registry
+        limits = httpx.Limits(
+            max_connections=endpoint.limit + 2,
+            max_keepalive_connections=endpoint.limit + 2,
+            keepalive_expiry=IDLE_TIMEOUT,
+        )
+        transport = BoundedTransport(
+            verify=endpoint.verify,
+            limits=limits,
+            allow_metadata=is_metadata_host(endpoint.base.partition("://")[2]),
+            inner=self._transport,
+        )
 
         def on_request(request: httpx.Request) -> None:
             request.extensions["tagwatch.start"] = time.perf_counter()
 
         def on_response(response: httpx.Response) -> None:
+            request = response.request
+            seconds = time.perf_counter() - request.extensions.get(
+                "tagwatch.start", time.perf_counter()
+            )
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "%s %s -> %d in %.0f ms",
+                    request.method,
+                    _shown_url(request.url),
+                    response.status_code,
+                    seconds * 1000,
+                )
             if observer is not None:
-                start = response.request.extensions.get("tagwatch.start", time.perf_counter())
                 observer(
-                    registry,
-                    response.request.method,
-                    str(response.status_code),
-                    time.perf_counter() - start,
-                    response.headers,
+                    registry, request.method, str(response.status_code), seconds, response.headers
                 )
 
-        client = httpx.Client(
-            auth=auth,
+        return httpx.Client(
+            auth=endpoint.auth,
             timeout=httpx.Timeout(self.timeout),
-            verify=verify,
             follow_redirects=True,
-            transport=self._transport,
-            limits=httpx.Limits(max_connections=limit + 2, max_keepalive_connections=limit + 2),
-            headers={"User-Agent": f"tagwatch/{__version__}"},
+            transport=transport,
+            headers={"User-Agent": f"tagwatch/{__version__}", "Accept-Encoding": ACCEPT_ENCODING},
             event_hooks={"request": [on_request], "response": [on_response]},
             trust_env=False,
         )
-        gate = Gate(ref.registry, settings.rate)
-        return _Endpoint(client, f"{scheme}://{host}", auth, insecure, gate, verify)
 
-    def _send(
+    # --- requests ---------------------------------------------------------------------------
+
+    def _backoff(self, attempt: int, retry_after: float | None = None) -> float:
+        """How long to wait before try `attempt + 2` of a request: the registry's short
+        Retry-After, else exponential backoff with jitter; never more than MAX_BACKOFF."""
+        if retry_after is not None:
+            return min(retry_after, MAX_BACKOFF)
+        return min(MAX_BACKOFF, self.backoff * 2.0**attempt) * random.uniform(0.5, 1.0)
+
+    def _get(self, ref: ImageRef, path: str, headers: Mapping[str, str], limit: int) -> _Answer:
+        answer = self._call(ref, "GET", path, headers, limit)
+        if answer.status_code != 200:
+            raise self._error(ref, answer)
+        return answer
+
+    def _call(
         self,
         ref: ImageRef,
         method: str,
         path: str,
         headers: Mapping[str, str],
-        stream: bool = False,
-    ) -> httpx.Response:
+        limit: int = DEFAULT_MAX_BODY,
+    ) -> _Answer:
         """One request under the registry's gate, with bounded retries.
 
-        Transient failures (connect errors, timeouts, resets, HTTP 500/502/503/504) are tried
-        again up to `retries` times with exponential backoff and jitter, then raised as
-        RegistryUnavailable. A 429 closes the registry's gate and raises RateLimited at once:
-        retrying a rate limit is how clients get banned."""
+        Transient failures (connect errors, timeouts, resets, HTTP 500/502/503/504, a body
+        cut short) are tried again up to `retries` times with exponential backoff and jitter,
+        then raised as RegistryUnavailable. A 429 closes the registry's gate and raises
+        RateLimited at once: retrying a rate limit is how clients get banned."""
         endpoint = self._endpoint(ref)
         attempt = 0
         while True:
             endpoint.gate.wait(method)
             wait: float | None = None
             try:
-                fast = self._fast_head(endpoint, ref, path, headers) if method == "HEAD" else None
-                response = fast or self._send_once(endpoint, ref, method, path, headers, stream)
-                status = response.status_code
+                answer = self._attempt(endpoint, ref, method, path, headers, limit)
+                status = answer.status_code
                 if status == 429:
-                    response.close()
-                    error = self._error(ref, response, b"")
+                    error = self._error(ref, answer)
                     closed_for = endpoint.gate.rate_limited(
-                        _retry_after(response.headers.get("retry-after"))
+                        _retry_after(answer.headers.get("retry-after"))
                     )
                     log.warning(
                         "%s: HTTP 429; no requests to it for %.0fs", ref.registry, closed_for
                     )
                     raise error
                 endpoint.gate.answered(
-                    response.headers.get("ratelimit-remaining"),
-                    response.headers.get("ratelimit-limit"),
+                    answer.headers.get("ratelimit-remaining"),
+                    answer.headers.get("ratelimit-limit"),
                 )
                 if status not in RETRY_STATUSES:
-                    return response
-                response.close()
-                wait = _retry_after(response.headers.get("retry-after"))
-                raise self._error(ref, response, b"")
+                    return answer
+                wait = _retry_after(answer.headers.get("retry-after"))
+                raise self._error(ref, answer)
             except RegistryUnavailable:
                 if attempt >= self.retries or self._closed:
                     raise
-            backoff = min(MAX_BACKOFF, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
-            self._sleep(min(wait, MAX_BACKOFF) if wait is not None else backoff)
+            self._sleep(self._backoff(attempt, wait))
             attempt += 1
+
+    def _attempt(
+        self,
+        endpoint: _Endpoint,
+        ref: ImageRef,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        limit: int,
+    ) -> _Answer:
+        """One try, as a whole within `timeout`: the request, its token request and
+        redirects, and the body."""
+        with within(self.timeout):
+            if method == "HEAD":
+                fast = self._fast_head(endpoint, ref, path, headers)
+                if fast is not None:
+                    return fast
+            with endpoint.busy() as client:
+                response = self._open(endpoint, client, ref, method, path, headers, limit)
+                try:
+                    body = response.read() if method != "HEAD" else b""
+                except BodyError as exc:
+                    raise BadResponse(
+                        f"{ref.api_host}: answer to {method} {path}: {exc}", host=ref.registry
+                    ) from None
+                except httpx.TimeoutException:
+                    raise RegistryUnavailable(
+                        f"{ref.api_host}: read timeout after {self.timeout:g}s ({method} {path})",
+                        host=ref.registry,
+                    ) from None
+                except httpx.TransportError as exc:
+                    raise RegistryUnavailable(
+                        f"{ref.api_host}: {type(exc).__name__} while reading {method} {path}",
+                        host=ref.registry,
+                    ) from None
+                finally:
+                    response.close()
+        return _Answer(response.status_code, response.headers, body, response.reason_phrase)
 
     def _fast_head(
         self, endpoint: _Endpoint, ref: ImageRef, path: str, headers: Mapping[str, str]
-    ) -> httpx.Response | None:
-        """A HEAD over this thread's own keep-alive `http.client` connection, when the
+    ) -> _Answer | None:
+        """A HEAD over one of the registry's keep-alive `http.client` connections, when the
         Authorization it needs is already known (no challenge, no token to fetch).
 
         httpx's connection pool costs about 1 ms of CPU per request under 16 threads
@@ -455,189 +706,192 @@ class RegistryClient:
         authorization = endpoint.auth.authorization(path)
         if authorization is None:
             return None
-        scheme, _, host = endpoint.base.partition("://")
-        connections = self._local.__dict__.setdefault("connections", {})
-        conn = connections.get(endpoint.base)
-        if conn is None:
-            if scheme == "https":
-                context = (
-                    endpoint.verify
-                    if isinstance(endpoint.verify, ssl.SSLContext)
-                    else (ssl.create_default_context() if endpoint.verify else _unverified())
-                )
-                conn = http.client.HTTPSConnection(host, timeout=self.timeout, context=context)
-            else:
-                conn = http.client.HTTPConnection(host, timeout=self.timeout)
-            connections[endpoint.base] = conn
         sent = {**headers, "User-Agent": f"tagwatch/{__version__}"}
         if authorization:
             sent["Authorization"] = authorization
-        started = time.perf_counter()
-        try:
-            conn.request("HEAD", path, headers=sent)
-            answer = conn.getresponse()
-            answer.read()
-        except (OSError, http.client.HTTPException):
-            conn.close()
-            connections.pop(endpoint.base, None)
-            return None  # httpx tries again, with its error handling and retries
-        if answer.will_close:
-            conn.close()
-            connections.pop(endpoint.base, None)
-        if answer.status == 401 or 300 <= answer.status < 400:
-            return None
-        # No httpx.Request attached: building one (URL parsing) cost more than the request.
-        response = httpx.Response(answer.status, headers=answer.getheaders())
-        if self._observer is not None:
-            self._observer(
-                ref.registry,
-                "HEAD",
-                str(answer.status),
-                time.perf_counter() - started,
-                response.headers,
-            )
-        return response
+        heads = endpoint.heads
+        reused = True
+        while reused:
+            conn, reused = heads.take()
+            started = time.perf_counter()
+            try:
+                conn.request("HEAD", path, headers=sent)
+                answer = conn.getresponse()
+                answer.read()
+            except TimeoutError:
+                conn.close()
+                self._observe_failure(endpoint, "HEAD", started, path)
+                raise RegistryUnavailable(
+                    f"{ref.api_host}: read timeout after {self.timeout:g}s (HEAD {path})",
+                    host=ref.registry,
+                ) from None
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                if reused:
+                    continue  # the server closed it while idle: once more on a new one
+                return None  # httpx tries again, with its error handling and retries
+            if answer.will_close:
+                conn.close()
+            else:
+                heads.give_back(conn)
+            seconds = time.perf_counter() - started
+            if log.isEnabledFor(logging.DEBUG):
+                # The path is tagwatch's own (repository and tag from the config): shown as is.
+                log.debug(
+                    "HEAD %s://%s%s -> %d in %.0f ms",
+                    heads.scheme,
+                    heads.host,
+                    path,
+                    answer.status,
+                    seconds * 1000,
+                )
+            if answer.status == 401 or 300 <= answer.status < 400:
+                return None
+            if self._observer is not None:
+                self._observer(ref.registry, "HEAD", str(answer.status), seconds, answer.msg)
+            return _Answer(answer.status, answer.msg, b"", answer.reason)
+        return None
 
-    def _send_once(
+    def _open(
         self,
         endpoint: _Endpoint,
+        client: httpx.Client,
         ref: ImageRef,
         method: str,
         path: str,
         headers: Mapping[str, str],
-        stream: bool,
+        limit: int,
     ) -> httpx.Response:
         try:
-            return self._request(endpoint, method, path, headers, stream)
+            return self._request(endpoint, client, ref, method, path, headers, limit)
         except httpx.ConnectError as exc:
             if not (endpoint.insecure and endpoint.base.startswith("https://")):
                 raise RegistryUnavailable(str(exc), host=ref.registry) from None
         # An insecure registry may speak plain http only: fall back once, and remember.
-        endpoint.base = "http://" + endpoint.base[len("https://") :]
+        endpoint.use_http()
         try:
-            return self._request(endpoint, method, path, headers, stream)
+            return self._request(endpoint, client, ref, method, path, headers, limit)
         except httpx.ConnectError as exc:
             raise RegistryUnavailable(str(exc), host=ref.registry) from None
 
     def _request(
         self,
         endpoint: _Endpoint,
+        client: httpx.Client,
+        ref: ImageRef,
         method: str,
         path: str,
         headers: Mapping[str, str],
-        stream: bool = False,
+        limit: int,
     ) -> httpx.Response:
+        """Send, and turn what httpx raises into the client's errors (ConnectError excepted:
+        `_open` may try plain http)."""
         host = endpoint.base.split("://", 1)[1]
         started = time.perf_counter()
+        what = f"({method} {path})"
         try:
-            request = endpoint.client.build_request(method, endpoint.base + path, headers=headers)
-            return endpoint.client.send(request, stream=stream)
+            request = client.build_request(
+                method,
+                endpoint.base + path,
+                headers=headers,
+                extensions={"tagwatch.max_body": limit},
+            )
+            return client.send(request, stream=True)
         except RegistryError:
             raise
         except httpx.TimeoutException as exc:
-            self._observe_failure(endpoint, method, started)
+            self._observe_failure(endpoint, method, started, path)
             kind = type(exc).__name__.replace("Timeout", " timeout").lower().strip()
             raise RegistryUnavailable(
-                f"{host}: {kind} after {self.timeout:g}s ({method} {path})", host=host
+                f"{host}: {kind} after {self.timeout:g}s {what}", host=ref.registry
             ) from None
         except httpx.ConnectError as exc:
-            self._observe_failure(endpoint, method, started)
-            raise httpx.ConnectError(f"{host}: cannot connect: {exc}") from exc
+            self._observe_failure(endpoint, method, started, path)
+            raise httpx.ConnectError(f"{host}: cannot connect: {clean(str(exc), 200)}") from exc
+        except httpx.TooManyRedirects:
+            self._observe_failure(endpoint, method, started, path)
+            raise BadResponse(
+                f"{host}: more than {client.max_redirects} redirects {what}", host=ref.registry
+            ) from None
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            self._observe_failure(endpoint, method, started, path)
+            raise BadResponse(
+                f"{host}: redirected to an unusable URL {what}: {clean(str(exc), 120)}",
+                host=ref.registry,
+            ) from None
+        except BodyError as exc:  # a redirect's or a 401's body, read by httpx itself
+            self._observe_failure(endpoint, method, started, path)
+            raise BadResponse(f"{host}: {exc} {what}", host=ref.registry) from None
         except httpx.TransportError as exc:
-            self._observe_failure(endpoint, method, started)
+            self._observe_failure(endpoint, method, started, path)
             raise RegistryUnavailable(
-                f"{host}: {type(exc).__name__}: {exc or 'connection failed'} ({method} {path})",
-                host=host,
+                f"{host}: {type(exc).__name__}: {clean(str(exc), 200) or 'connection failed'} "
+                f"{what}",
+                host=ref.registry,
+            ) from None
+        except httpx.HTTPError as exc:
+            self._observe_failure(endpoint, method, started, path)
+            raise BadResponse(
+                f"{host}: {type(exc).__name__}: {clean(str(exc), 200)} {what}", host=ref.registry
             ) from None
 
-    def _observe_failure(self, endpoint: _Endpoint, method: str, started: float) -> None:
+    def _observe_failure(
+        self, endpoint: _Endpoint, method: str, started: float, path: str = ""
+    ) -> None:
+        seconds = time.perf_counter() - started
+        log.debug(
+            "%s %s -> failed in %.0f ms",
+            method,
+            _shown_url(httpx.URL(endpoint.base + path)),
+            seconds * 1000,
+        )
         if self._observer is not None:
-            registry = next((r for r, e in self._endpoints.items() if e is endpoint), "")
-            self._observer(registry, method, "error", time.perf_counter() - started, None)
-
-    def _get(
-        self, ref: ImageRef, path: str, headers: Mapping[str, str], limit: int = MAX_MANIFEST_BYTES
-    ) -> tuple[bytes, str, httpx.Headers]:
-        attempt = 0
-        while True:
-            response = self._send(ref, "GET", path, headers, stream=True)
-            try:
-                body = self._read(ref, response, path, limit)
-            except RegistryUnavailable:  # reset or timeout mid-body: transient too
-                if attempt >= self.retries or self._closed:
-                    raise
-                self._sleep(min(MAX_BACKOFF, self.backoff * 2**attempt) * random.uniform(0.5, 1))
-                attempt += 1
-                continue
-            if response.status_code != 200:
-                raise self._error(ref, response, body)
-            return body, _content_type(response), response.headers
-
-    def _read(self, ref: ImageRef, response: httpx.Response, path: str, limit: int) -> bytes:
-        try:
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > limit:
-                    raise BadResponse(
-                        f"{self._host(ref)}: answer to GET {path} is over {limit} bytes",
-                        host=ref.registry,
-                    )
-                chunks.append(chunk)
-        except httpx.TimeoutException:
-            raise RegistryUnavailable(
-                f"{self._host(ref)}: read timeout after {self.timeout:g}s (GET {path})",
-                host=ref.registry,
-            ) from None
-        except httpx.TransportError as exc:
-            raise RegistryUnavailable(
-                f"{self._host(ref)}: {type(exc).__name__} while reading GET {path}",
-                host=ref.registry,
-            ) from None
-        finally:
-            response.close()
-        return b"".join(chunks)
+            self._observer(endpoint.registry, method, "error", seconds, None)
 
     def _get_tag(self, ref: ImageRef) -> Resolved:
         """GET the tag's manifest and hash the exact bytes (no usable digest header)."""
         path = f"/v2/{ref.repository}/manifests/{ref.tag}"
-        body, media_type, headers = self._get(ref, path, {"Accept": ACCEPT})
+        answer = self._get(ref, path, {"Accept": ACCEPT}, MAX_MANIFEST_BYTES)
+        media_type = _content_type(answer)
         if not is_manifest_type(media_type):
-            raise BadResponse(
-                f"{self._host(ref)} answered {media_type or 'no content type'} for {ref}, "
-                "not a manifest",
-                host=ref.registry,
-            )
-        header = headers.get("docker-content-digest", "").strip()
+            raise self._not_a_manifest(ref, media_type)
+        header = str(answer.headers.get("docker-content-digest") or "").strip()
         if media_type == MEDIA_DOCKER_V1_SIGNED and _DIGEST.fullmatch(header):
             # Signed schema 1: the digest covers the payload without signatures, which only
             # the registry's header states; the body hash changes with every signature.
             digest = header
         else:
-            digest = sha256_digest(body)
+            digest = sha256_digest(answer.body)
             if _DIGEST.fullmatch(header) and header.startswith("sha256:") and header != digest:
                 raise BadResponse(
-                    f"{self._host(ref)}: {ref}: Docker-Content-Digest {header} does not match "
+                    f"{ref.api_host}: {ref}: Docker-Content-Digest {header} does not match "
                     f"the manifest's sha256 {digest}",
                     host=ref.registry,
                 )
         try:
-            manifest = parse_manifest(body, media_type)
+            manifest = parse_manifest(answer.body, media_type)
         except ManifestError as exc:
-            raise BadResponse(f"{self._host(ref)}: {ref}: {exc}", host=ref.registry) from None
+            raise BadResponse(f"{ref.api_host}: {ref}: {clean(exc)}", host=ref.registry) from None
         return Resolved(digest, manifest.media_type, manifest.platforms)
 
-    def _error(self, ref: ImageRef, response: httpx.Response, body: bytes) -> RegistryError:
-        status = response.status_code
-        host = self._host(ref)
-        code, detail = _error_detail(body)
+    @staticmethod
+    def _not_a_manifest(ref: ImageRef, media_type: str) -> BadResponse:
+        return BadResponse(
+            f"{ref.api_host} answered {clean(media_type, 80) or 'no content type'} for {ref}, "
+            "not a manifest",
+            host=ref.registry,
+        )
+
+    def _error(self, ref: ImageRef, answer: _Answer) -> RegistryError:
+        status = answer.status_code
+        host = ref.api_host
+        code, detail = _error_detail(answer.body)
         where = f"{ref.name}:{ref.tag}" if ref.tag else ref.name
         suffix = f" ({detail})" if detail else ""
         if status == 404:
             if code in _NOT_FOUND_CODES:
                 return NotFound(f"{where}: tag not found", host=ref.registry)
-            kind = _content_type(response) or "no content type"
+            kind = clean(_content_type(answer), 80) or "no content type"
             return BadResponse(
                 f"{host} answered 404 with {kind} for {where}, not a registry error",
                 host=ref.registry,
@@ -657,7 +911,7 @@ class RegistryClient:
                 f"{host}: {where}: access denied (HTTP 403){suffix}", host=ref.registry
             )
         if status == 429:
-            retry = _retry_after(response.headers.get("retry-after"))
+            retry = _retry_after(answer.headers.get("retry-after"))
             when = f"; retry after {retry:.0f}s" if retry is not None else ""
             return RateLimited(
                 f"{host}: rate limited (HTTP 429){when}{suffix}",
@@ -665,18 +919,12 @@ class RegistryClient:
                 retry_after=retry,
             )
         if status >= 500:
+            reason = clean(answer.reason_phrase, 60)
             return RegistryUnavailable(
-                f"{host}: HTTP {status} {response.reason_phrase} for {where}{suffix}",
+                f"{host}: HTTP {status} {reason} for {where}{suffix}".replace("  ", " "),
                 host=ref.registry,
             )
         return BadResponse(f"{host}: HTTP {status} for {where}{suffix}", host=ref.registry)
-
-
-def _unverified() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def _next_link(value: str | None) -> str | None:

@@ -37,23 +37,38 @@ answers 503, 503, then resets, then forwards normally. `count=None` applies unti
   `ratelimit-limit: 100;w=21600`, `ratelimit-remaining: N;w=21600` (and
   `docker-ratelimit-source` when `source`).
 
+Hostile ones (a registry that means harm, not one that is down):
+
+* ``redirect``  (location=None, code=307): answer a redirect to `location`, by default the
+  request's own path (a redirect loop).
+* ``encoding``  (value="gzip"): forward with `Content-Encoding: gzip` on a body that is not.
+* ``trickle``  (interval=1.0, part="head"): forward, writing the answer one byte per
+  `interval`: from the status line on (`head`), or the headers at once and then the body.
+* ``endless``  (content_type="application/json", chunk=65536): answer 200 with a chunked
+  body that never ends (until the client hangs up or the proxy closes).
+* ``bomb``  (size=1 GiB, content_type="application/json"): answer 200 with `size` zero bytes
+  gzip-compressed (about a thousandth of the size on the wire), `Content-Encoding: gzip`.
+
 `set_headers({...})` adds headers to every answer, forwarded or proxy-made (e.g. rate-limit
 headers on all responses, also on injected 429s). A request the upstream cannot take (refused,
 timed out) is answered 502, or reset with `FaultProxy(..., upstream_error="reset")`.
 
 `requests` lists a `ProxyRequest` (method, path, status_sent, fault) per request received,
-`connections` counts the TCP connections accepted (keep-alive reuse keeps it at 1).
+`connections` counts the TCP connections accepted (keep-alive reuse keeps it at 1),
+`open_connections` those still open.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import select
 import socket
 import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -66,7 +81,7 @@ __all__ = ["FAULT_KINDS", "Fault", "FaultProxy", "ProxyRequest"]
 
 FAULT_KINDS = (
     "latency", "reset", "hang", "status", "html", "truncate", "drop_digest", "corrupt",
-    "wrong_type", "ratelimit_headers",
+    "wrong_type", "ratelimit_headers", "redirect", "encoding", "trickle", "endless", "bomb",
 )
 
 _PARAMS: dict[str, dict[str, Any]] = {
@@ -80,6 +95,11 @@ _PARAMS: dict[str, dict[str, Any]] = {
     "corrupt": {"keep_json": True},
     "wrong_type": {"content_type": "application/octet-stream"},
     "ratelimit_headers": {"limit": 100, "remaining": 99, "window": 21600, "source": None},
+    "redirect": {"location": None, "code": 307},
+    "encoding": {"value": "gzip"},
+    "trickle": {"interval": 1.0, "part": "head"},
+    "endless": {"content_type": "application/json", "chunk": 65536},
+    "bomb": {"size": 1 << 30, "content_type": "application/json"},
 }
 
 # RFC 9110 7.6.1 plus the usual suspects; Host and Content-Length are handled separately.
@@ -258,6 +278,12 @@ class FaultProxy:
         with self._lock:
             return self._connections
 
+    @property
+    def open_connections(self) -> int:
+        """Client connections open right now."""
+        with self._lock:
+            return len(self._conns)
+
     def reset_counts(self) -> None:
         with self._lock:
             self._records.clear()
@@ -278,6 +304,8 @@ class FaultProxy:
         merged = {**_PARAMS[kind], **params}
         if kind == "status" and not 100 <= int(merged["code"]) <= 599:
             raise ValueError(f"bad status code {merged['code']!r}")
+        if kind == "bomb":
+            _gzip_zeros(int(merged["size"]))  # made now, not while a client waits
         fault = Fault(self, kind, count, match, merged)
         with self._lock:
             self._faults.append(fault)
@@ -326,6 +354,10 @@ class FaultProxy:
         return f"FaultProxy({self.host} -> {self.upstream_url})"
 
     # ---------------------------------------------------------------------------- internal
+    def _intercept(self, handler: _Handler, record: ProxyRequest, body: bytes) -> bool:
+        """A subclass's chance to answer a request itself (before any fault): True if it did."""
+        return False
+
     def _remove(self, fault: Fault) -> None:
         with self._lock, contextlib.suppress(ValueError):
             self._faults.remove(fault)
@@ -425,6 +457,8 @@ class _Handler(BaseHTTPRequestHandler):
         except (ConnectionError, ValueError):
             self.close_connection = True
             return
+        if proxy._intercept(self, record, body):
+            return
         fault = proxy._take_fault(record)
         kind = fault.kind if fault else None
         params = fault.params if fault else {}
@@ -451,6 +485,16 @@ class _Handler(BaseHTTPRequestHandler):
             headers += list((params["headers"] or {}).items())
             self._local_answer(record, code, headers, data)
             return
+        if kind == "redirect":
+            location = params["location"] or self.path
+            self._local_answer(record, int(params["code"]), [("Location", location)], b"")
+            return
+        if kind == "endless":
+            self.endless(record, params["content_type"], int(params["chunk"]))
+            return
+        if kind == "bomb":
+            self._bomb(record, int(params["size"]), params["content_type"])
+            return
         if kind == "html":
             data = params["body"] if params["body"] is not None else LOGIN_PAGE
             if isinstance(data, str):
@@ -462,6 +506,38 @@ class _Handler(BaseHTTPRequestHandler):
         self._forward(record, body, kind, params)
 
     # -- answers
+    def endless(self, record: ProxyRequest, content_type: str, chunk: int = 65536,
+                prefix: bytes = b"") -> None:
+        """200 with a chunked body that never ends (`prefix`, then spaces)."""
+        self.close_connection = True
+        self._write_head(record, 200, None, [("Content-Type", content_type),
+                                             ("Transfer-Encoding", "chunked")])
+        data = b" " * chunk
+        try:
+            if prefix:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(prefix), prefix))
+            while not self.proxy._closing.is_set():
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        except OSError:
+            return  # the client hung up: what it should do
+
+    def _bomb(self, record: ProxyRequest, size: int, content_type: str) -> None:
+        data = _gzip_zeros(size)
+        self._local_answer(record, 200, [("Content-Type", content_type),
+                                         ("Content-Encoding", "gzip")], data)
+
+    def trickle(self, data: bytes, interval: float) -> None:
+        """Write `data` one byte per `interval` (until the client hangs up)."""
+        self.close_connection = True
+        for i in range(len(data)):
+            if self.proxy._closing.wait(interval):
+                return
+            try:
+                self.wfile.write(data[i:i + 1])
+                self.wfile.flush()
+            except OSError:
+                return
+
     def _reset(self) -> None:
         """Abort the connection: RST, no FIN, nothing answered."""
         self.close_connection = True
@@ -548,6 +624,8 @@ class _Handler(BaseHTTPRequestHandler):
             out.append((name, value))
         if kind == "wrong_type":
             out.append(("Content-Type", params["content_type"]))
+        if kind == "encoding":
+            out.append(("Content-Encoding", params["value"]))
         if kind == "ratelimit_headers":
             window = params["window"]
             out.append(("ratelimit-limit", f"{params['limit']};w={window}"))
@@ -565,6 +643,18 @@ class _Handler(BaseHTTPRequestHandler):
         elif not bodyless:
             out.append(("Content-Length", str(len(data))))
 
+        if kind == "trickle":
+            head = [f"HTTP/1.1 {response.status_code} {response.reason_phrase}".encode()]
+            head += [f"{k}: {v}".encode("latin-1") for k, v in out]
+            raw = b"\r\n".join([*head, b"Connection: close", b"", b""])
+            record.status_sent = response.status_code
+            if params["part"] == "head":
+                self.trickle(raw + (b"" if bodyless else data), float(params["interval"]))
+            else:
+                self.wfile.write(raw)
+                self.wfile.flush()
+                self.trickle(b"" if bodyless else data, float(params["interval"]))
+            return
         if kind == "truncate":
             self.close_connection = True
             keep = params["keep_bytes"]
@@ -578,6 +668,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._write_head(record, response.status_code, response.reason_phrase, out)
         if not bodyless:
             self.wfile.write(data)
+
+
+@functools.lru_cache(maxsize=4)
+def _gzip_zeros(size: int) -> bytes:
+    """`size` zero bytes, gzip-compressed (made once per size: 1 GiB takes seconds)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    block = bytes(1 << 20)
+    parts = [compressor.compress(block) for _ in range(size >> 20)]
+    return b"".join(parts) + compressor.flush()
 
 
 def _corrupt(data: bytes, keep_json: bool) -> bytes:
