@@ -14,8 +14,9 @@ Threads and who owns what:
   job (its targets' shortest interval wins, an interval over a schedule), so no tag is ever
   checked twice at once.
 * Each job runs `check.run_cycle` over its targets, sharing the daemon's registry client
-  (its token cache outlives cycles), the store and a semaphore that keeps `concurrency`
-  global across jobs.
+  (its token cache and connections outlive cycles; a registry's connections are closed when
+  its cycle ends if the next is further away than IDLE_TIMEOUT), the store and `FairSlots`,
+  which keeps `concurrency` global across jobs while a stuck registry holds only its share.
 * The **web listener** (tagwatch.web: /metrics, /healthz, the status page and the
   read-only API) answers on a thread of its own with a small pool of workers, and reads
   state from the store at request time; its connections are bounded so that nothing on
@@ -50,6 +51,8 @@ from tagwatch.errors import TagwatchError
 from tagwatch.metrics import Metrics, StateRow, state_rows
 from tagwatch.notify import Notifier
 from tagwatch.registry.client import RegistryClient, client_for
+from tagwatch.registry.slots import FairSlots
+from tagwatch.registry.transport import IDLE_TIMEOUT
 from tagwatch.sdnotify import SystemdNotifier
 from tagwatch.sources import read_sources
 from tagwatch.store import Store
@@ -111,6 +114,10 @@ def plan_jobs(config: Config, now: datetime | None = None) -> dict[str, JobPlan]
             job_id = f"{registry} every {format_duration(when)}"
             plans[job_id] = JobPlan(job_id, registry, when, tuple(targets))
     return plans
+
+
+def _registries(jobs: Mapping[str, JobPlan]) -> set[str]:
+    return {plan.registry for plan in jobs.values()}
 
 
 @dataclass
@@ -177,7 +184,7 @@ class Daemon:
         self.store: Store
         self.metrics: Metrics
         self.runtime: _Runtime  # config, client, notifier and jobs; replaced whole on reload
-        self.slots: threading.BoundedSemaphore  # `concurrency`, shared by every job's cycle
+        self.slots: FairSlots  # `concurrency`, shared fairly by every job's cycle
         self.scheduler: BackgroundScheduler
 
     # --- start and stop ---------------------------------------------------------------------
@@ -194,7 +201,7 @@ class Daemon:
         self.metrics.interval.set(
             max((p.interval for p in self.runtime.jobs.values()), default=config.settings.interval)
         )
-        self.slots = threading.BoundedSemaphore(config.settings.concurrency)
+        self.slots = FairSlots(config.settings.concurrency, _registries(self.runtime.jobs))
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(max_workers=64)},
@@ -335,6 +342,7 @@ class Daemon:
         jobs = plan_jobs(config, self.clock())
         old_jobs, runtime.jobs = runtime.jobs, jobs
         runtime.config = config
+        self.slots.set_groups(_registries(jobs))
         self._schedule(old_jobs, jobs, config)
         after = {t.key for t in config.targets}
         log.info(
@@ -372,7 +380,9 @@ class Daemon:
                     "%s changed (%s -> %s): takes effect at the next restart", key, before, now_
                 )
         if config.settings.concurrency != old.config.settings.concurrency:
-            self.slots = threading.BoundedSemaphore(config.settings.concurrency)
+            self.slots = FairSlots(config.settings.concurrency, _registries(new.jobs))
+        else:
+            self.slots.set_groups(_registries(new.jobs))
         self.metrics.interval.set(
             max((p.interval for p in new.jobs.values()), default=config.settings.interval)
         )
@@ -500,13 +510,16 @@ class Daemon:
                 runtime.notifier,
                 clock=self.clock,
                 targets=[t for t in plan.targets if t.tag_key in mine],
-                slots=self.slots,
+                slots=self.slots.group(plan.registry),
                 abort=self._abort,
             )
             self._finished(job_id, report, time.monotonic() - started)
         except Exception:  # noqa: BLE001 - a bug in one cycle must not stop the daemon
             log.exception("cycle %s failed unexpectedly", job_id)
         finally:
+            if plan.interval > IDLE_TIMEOUT:
+                # Its next cycle is further away than a connection is worth keeping.
+                runtime.client.close_idle(plan.registry)
             runtime.release()
             with self._flight_lock:
                 self._in_flight -= mine

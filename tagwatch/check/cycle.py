@@ -24,7 +24,7 @@ from tagwatch.check.recall import Known, recall
 from tagwatch.check.record import record
 from tagwatch.check.report import CycleReport, TargetResult
 from tagwatch.check.resolve import resolve
-from tagwatch.check.workers import Workers
+from tagwatch.check.workers import Slots, Workers
 from tagwatch.config import Config
 from tagwatch.core.model import Failed, Missing, Observation, Policy, TagKey, Target
 from tagwatch.errors import StoreError
@@ -51,7 +51,7 @@ def run_cycle(
     hold_alerts: bool = False,
     refresh_tags: bool = False,
     targets: Sequence[Target] | None = None,
-    slots: threading.Semaphore | None = None,
+    slots: Slots | None = None,
     abort: threading.Event | None = None,
 ) -> CycleReport:
     """Check every target once (or `targets`), record, and deliver alerts.

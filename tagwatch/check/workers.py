@@ -12,14 +12,16 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tagwatch.config import Config
 
 __all__ = ["Fallback", "Job", "Workers", "registry_caps", "run_bounded"]
 
 T = TypeVar("T")
+Slots = AbstractContextManager[Any]  # held around each job: the daemon's share of `concurrency`
 
 #: One unit of HTTP work: the registry it talks to (its group) and the call.
 Job = tuple[str, Callable[[], T]]
@@ -50,10 +52,10 @@ class Workers:
 
     limit: int
     caps: Mapping[str, int]
-    slots: threading.Semaphore | None = None
+    slots: Slots | None = None
 
     @classmethod
-    def for_config(cls, config: Config, slots: threading.Semaphore | None = None) -> Workers:
+    def for_config(cls, config: Config, slots: Slots | None = None) -> Workers:
         return cls(config.settings.concurrency, registry_caps(config), slots)
 
     def run(self, jobs: Sequence[Job[T]], fallback: Fallback[T]) -> list[T]:
@@ -62,7 +64,7 @@ class Workers:
         return run_bounded(jobs, self.limit, self.caps, slots=self.slots, fallback=fallback)
 
 
-def _holding(slots: threading.Semaphore, job: Callable[[], T]) -> T:
+def _holding(slots: Slots, job: Callable[[], T]) -> T:
     with slots:
         return job()
 
@@ -71,7 +73,7 @@ def run_bounded(
     jobs: Sequence[tuple[str, Callable[[], T]]],
     limit: int,
     caps: Mapping[str, int],
-    slots: threading.Semaphore | None = None,
+    slots: Slots | None = None,
     *,
     fallback: Fallback[T],
 ) -> list[T]:
