@@ -69,6 +69,17 @@ log = logging.getLogger("tagwatch.daemon")
 STOP_GRACE = 5.0  # seconds a stopping daemon waits for running cycles before abandoning them
 
 
+class _SkippedRunsFilter(logging.Filter):
+    """Drops APScheduler's "skipped: maximum number of running instances reached", logged at
+    every tick while a cycle runs long; the daemon says it once per stretch instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances" not in str(record.msg)
+
+
+_SKIPPED_RUNS = _SkippedRunsFilter()
+
+
 @dataclass(frozen=True, slots=True)
 class JobPlan:
     id: str
@@ -173,6 +184,8 @@ class Daemon:
         self._idle = threading.Condition()
         self._done: dict[str, float] = {}  # job id -> monotonic end of its last cycle
         self._since: dict[str, float] = {}  # job id -> monotonic time it was scheduled
+        self._started: dict[str, float] = {}  # job id -> monotonic start of its running cycle
+        self._overrun: set[str] = set()  # jobs whose skipped runs were logged
         self._last_report: dict[str, CycleReport] = {}
         self._last_error: dict[str, str] = {}
         self._notes: set[str] = set()  # containers of [[source]] engines that are not pins
@@ -207,6 +220,10 @@ class Daemon:
             executors={"default": ThreadPoolExecutor(max_workers=64)},
             job_defaults={"coalesce": True, "max_instances": 1},
         )
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+
+        self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
+        logging.getLogger("apscheduler.scheduler").addFilter(_SKIPPED_RUNS)
         self._schedule({}, self.runtime.jobs, config)
         self._schedule_sources(config)
         if config.metrics_listen:
@@ -282,9 +299,23 @@ class Daemon:
         self._signals.append(signum)
         self._wake.set()
 
+    def _skipped(self, event: Any) -> None:
+        """A job's run is skipped because its last cycle still runs (a registry that hangs):
+        said once per stretch, not at every tick (APScheduler's own line is filtered)."""
+        job_id = str(event.job_id)
+        if job_id in self._overrun:
+            return
+        self._overrun.add(job_id)
+        started = self._started.get(job_id)
+        how_long = f" after {format_duration(time.monotonic() - started)}" if started else ""
+        log.warning(
+            "cycle %s still running%s: its next runs are skipped until it ends", job_id, how_long
+        )
+
     def _shutdown(self, previous: Mapping[int, Any]) -> None:
         self.systemd.stopping()
         self.scheduler.shutdown(wait=False)
+        logging.getLogger("apscheduler.scheduler").removeFilter(_SKIPPED_RUNS)
         deadline = time.monotonic() + STOP_GRACE
         with self._idle:
             while self._running_jobs and time.monotonic() < deadline:
@@ -501,7 +532,7 @@ class Daemon:
         with self._idle:
             self._running_jobs += 1
         runtime.acquire()
-        started = time.monotonic()
+        started = self._started[job_id] = time.monotonic()
         try:
             report = run_cycle(
                 runtime.config,
@@ -521,6 +552,12 @@ class Daemon:
                 # Its next cycle is further away than a connection is worth keeping.
                 runtime.client.close_idle(plan.registry)
             runtime.release()
+            self._started.pop(job_id, None)
+            if job_id in self._overrun:
+                self._overrun.discard(job_id)
+                log.info(
+                    "cycle %s ended after %s", job_id, format_duration(time.monotonic() - started)
+                )
             with self._flight_lock:
                 self._in_flight -= mine
             with self._idle:

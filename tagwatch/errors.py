@@ -54,14 +54,10 @@ class ReferenceError_(TagwatchError):  # noqa: N801 - ReferenceError is a builti
 
 
 class RegistryError(TagwatchError):
-    """A request to a registry failed. `host` is the registry, `reason` a short fixed word
-    (used as a bounded metric label and in `status`)."""
+    """A request to a registry failed; the message names the registry. `reason` is a short
+    fixed word (used as a bounded metric label and in `status`)."""
 
     reason = "error"
-
-    def __init__(self, message: str, *, host: str = "") -> None:
-        super().__init__(message)
-        self.host = host
 
 
 class AuthError(RegistryError):
@@ -75,8 +71,8 @@ class NotFound(RegistryError):
 class RateLimited(RegistryError):
     reason = "rate_limited"
 
-    def __init__(self, message: str, *, host: str = "", retry_after: float | None = None) -> None:
-        super().__init__(message, host=host)
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
         self.retry_after = retry_after
 
 

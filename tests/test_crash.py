@@ -47,11 +47,10 @@ def test_sigkill_loses_nothing_and_repeats_at_most_in_flight(
         + "".join(f'[[watch]]\nimage = "{registry_anonymous.host}/{repo}:t{i}"\n'
                   for i in range(TAGS))
         + f'[[notify]]\nurl = "{webhook.url}"\n')
-    log = (tmp_path / "daemon.log").open("a")
-
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "tagwatch", "run", "-c", str(config)],
-                                stderr=log)
+        with (tmp_path / "daemon.log").open("a") as log:  # the child keeps its own copy
+            return subprocess.Popen([sys.executable, "-m", "tagwatch", "run", "-c", str(config)],
+                                    stderr=log)
 
     moves = 0
     for _ in range(KILLS):

@@ -84,9 +84,10 @@ class Daemon:
         env = dict(os.environ, NOTIFY_SOCKET=notify.name, WATCHDOG_USEC="1000000")
         env.pop("INVOCATION_ID", None)
         env.pop("JOURNAL_STREAM", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tagwatch", "run", "-c", str(config), "-v"],
-            env=env, stdout=subprocess.DEVNULL, stderr=self.log.open("w"))
+        with self.log.open("w") as err:  # the child keeps its own copy
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tagwatch", "run", "-c", str(config), "-v"],
+                env=env, stdout=subprocess.DEVNULL, stderr=err)
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=5)

@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -84,6 +85,7 @@ class Prometheus:
 
     def __init__(self, url: str) -> None:
         self.client = httpx.Client(base_url=url, timeout=10.0)
+        weakref.finalize(self, self.client.close)  # closed when the test drops it
 
     def query(self, expr: str) -> dict[str, Any]:
         """The whole /api/v1/query answer (status, data or error), never raising on 4xx."""

@@ -143,6 +143,7 @@ def test_running_daemon_is_healthy(tmp_path: Path, registry_anonymous: Registry)
         assert done.stdout.startswith("ok: 1 targets on 1 registries; last cycle ")
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
+        _, err = proc.communicate(timeout=20)  # reads and closes the pipe
+        assert proc.returncode == 0, err
     done = healthcheck(config)
     assert done.returncode == 1 and "not running" in done.stderr

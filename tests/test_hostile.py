@@ -1,7 +1,9 @@
-"""Hostile registries, token services and image publishers (issue 10), each through the
-`tagwatch` command or the daemon, against the real distribution registry wherever it can
-serve the attack (a config blob nested 100,000 deep; an error message with markup), and the
-hostile proxy of `hostile.py` in front of it otherwise.
+"""Hostile registries and token services (issue 10), each through the `tagwatch` command or
+the daemon, against the real distribution registry behind the fault proxy (tests/support/
+faultproxy.py: redirect loops, false encodings, gzip bombs, endless and trickling answers,
+markup in error messages) or the hostile registry (tests/support/hostile.py: an auth layer
+and token service of its own). The deep config blob the real registry serves is in
+test_containment.py.
 
 What is asserted is what the user sees: exit status, what was recorded for the other tags,
 the alerts, peak memory and elapsed time of the process, and what the hostile host was sent.
@@ -16,6 +18,8 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from faultproxy import FaultProxy
@@ -23,12 +27,10 @@ from hostile import (
     HostileRegistry,
     Measured,
     daemon,
-    deep_json,
-    push_config_image,
     run_measured,
     wait_until,
 )
-from regharness import Pusher, Registry, unique_repo
+from regharness import PUSHER_AGENT, Pusher, Registry, unique_repo
 from sinks import WebhookSink
 from test_check_integration import Setup
 
@@ -38,7 +40,6 @@ from tagwatch.registry.client import RegistryClient
 
 pytestmark = pytest.mark.integration
 
-VERSION = "org.opencontainers.image.version"
 PEAK_MB = 120  # tagwatch check's own peak is ~45 MB; a hostile answer must not add 75
 
 
@@ -70,33 +71,6 @@ def check(setup: Setup, what: str, *, timeout: float = 120.0,
 
 
 # --- one image, one answer: that target alone ---------------------------------------------
-
-
-def test_deep_config_blob_fails_only_what_changed(registry_anonymous: Registry, setup: Setup,
-                                                  webhook: WebhookSink) -> None:
-    """The real registry stores a config nested 100,000 deep under a tag that moves: the move
-    is recorded and alerted without "what changed", and the other tag's move with it."""
-    push = Pusher(registry_anonymous)
-    host = registry_anonymous.host
-    deep_repo, fine_repo = unique_repo("deep"), unique_repo("fine")
-    for repo in (deep_repo, fine_repo):
-        push.push_image(repo, "v1", seed=repo, labels={VERSION: "1.0"})
-        setup.watch(f"{host}/{repo}:v1")
-    setup.notify(webhook.url)
-    assert setup("check").code == 0
-    deep = push_config_image(push, deep_repo, "v1", deep_json(100_000))
-    fine = push.push_image(fine_repo, "v1", seed="moved", labels={VERSION: "2.0"})
-
-    run = check(setup, "deep config")
-    assert run.code == 0, run.err
-    status = setup.status()
-    assert status[f"watch:{host}/{deep_repo}:v1"]["digest"] == deep
-    assert status[f"watch:{host}/{fine_repo}:v1"]["digest"] == fine
-    webhook.wait_for(2)
-    alerts = {m["title"]: m["message"] for m in webhook.received}
-    assert set(alerts) == {f"[tagwatch] moved: {host}/{repo}:v1" for repo in (deep_repo, fine_repo)}
-    assert "2.0" in alerts[f"[tagwatch] moved: {host}/{fine_repo}:v1"]
-    assert deep in alerts[f"[tagwatch] moved: {host}/{deep_repo}:v1"]
 
 
 ANSWERS = [
@@ -132,6 +106,7 @@ def test_hostile_answer_fails_its_target_alone(
     assert run.peak_mb is not None and run.peak_mb < PEAK_MB
     assert run.seconds < 15
     status = setup.status()
+    measured(f"{kind} error", status[f"watch:{bad}"]["error"])
     assert status[f"watch:{bad}"]["state"] == "error"
     assert error in status[f"watch:{bad}"]["error"], status[f"watch:{bad}"]["error"]
     assert status[f"watch:{bad}"]["digest"] == old  # a bad answer is never a move
@@ -193,9 +168,10 @@ def test_hostile_token_answer_is_bounded(registry_anonymous: Registry, setup: Se
         assert run.peak_mb is not None and run.peak_mb < PEAK_MB
         assert run.seconds < 15
         status = setup.status()
+        measured(f"{behaviour} error", status[f"watch:{bad}"]["error"])
         assert error in status[f"watch:{bad}"]["error"], status[f"watch:{bad}"]["error"]
         assert status[f"watch:{fine}"]["digest"] == fine_digest  # its token came at once
-        asked = [r for r in hostile.token_requests if behaviour in r.path]
+        asked = [r for r in hostile.token_requests if behaviour in unquote(r.path)]
         assert 1 <= len(asked) <= 3  # one per try
 
 
@@ -222,7 +198,7 @@ def test_token_expiry_that_is_not_a_number(registry_anonymous: Registry, setup: 
 
         with daemon(setup.write().path, log):
             wait_until(five_cycles, 30, "five daemon cycles")
-        per_repo = {kind: sum(repo in r.path for r in hostile.token_requests)
+        per_repo = {kind: sum(repo in unquote(r.path) for r in hostile.token_requests)
                     for kind, repo in repos.items()}
         measured("token requests over 5 daemon cycles", per_repo)
         assert run.code == 0, run.err
@@ -280,6 +256,7 @@ def test_token_realm_on_a_metadata_address_is_refused(registry_anonymous: Regist
         run = check(setup, f"realm {realm}")
         assert run.code == 1
         error = setup.status()[f"watch:{hostile.host}/{repo}:v1"]["error"]
+        measured("realm error", error)
         assert "link-local or cloud metadata address" in error, error
         assert run.seconds < 10
 
@@ -316,6 +293,11 @@ def test_two_stuck_registries_do_not_stop_a_third(registry_anonymous: Registry, 
                  f"{stuck_sent} requests to the stuck ones")
         assert len(heads) >= 8, heads
         assert max(gaps) < 3.0, gaps
+        log = (tmp_path / "daemon.log").read_text()
+        overruns = [line for line in log.splitlines() if "still running" in line]
+        measured("what the log says about it", "\n  " + "\n  ".join(overruns))
+        assert "maximum number of running instances" not in log  # not a line a second
+        assert 1 <= len(overruns) <= 4, overruns
 
 
 def test_trickling_answer_on_a_kept_connection(registry_anonymous: Registry) -> None:
@@ -336,3 +318,37 @@ def test_trickling_answer_on_a_kept_connection(registry_anonymous: Registry) -> 
         measured("trickled HEAD on a kept connection", f"failed after {elapsed:.2f} s")
         assert elapsed < 1.5
         assert [r.fault for r in proxy.requests] == [None, None, "trickle"]  # no fallback
+
+
+# --- the request log --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["basic", "token"])
+def test_request_log_at_debug(make_registry: Any, setup: Setup, mode: str) -> None:
+    """`-vv`: one line per HTTP request on tagwatch.registry (method, URL, status, ms),
+    token requests included, never a credential, a token or an account name."""
+    registry = make_registry(mode)
+    user, password = registry.credentials
+    repo = unique_repo("logged")
+    Pusher(registry).push_image(repo, "v1", seed=repo)
+    setup.add(f'[[registry]]\nhost = "{registry.host}"\nusername = "{user}"\n'
+              'password_env = "LOGGED_PASSWORD"\n')
+    setup.watch(f"{registry.host}/{repo}:v1")
+    mark = registry.mark()
+    run = run_measured("check", "-c", str(setup.write().path), "-vv",
+                       env=dict(os.environ, LOGGED_PASSWORD=password))
+    assert run.code == 0, run.err
+    lines = [line for line in run.err.splitlines() if " -> " in line and "tagwatch.registry" in line
+             or re.search(r"(HEAD|GET|POST) http\S+ -> \d{3} in \d+ ms", line)]
+    sent = registry.requests(since=mark, exclude_agent=PUSHER_AGENT)
+    measured(f"request log ({mode})", "\n  " + "\n  ".join(lines))
+    assert len([line for line in lines if f"http://{registry.host}/v2/" in line]) == len(sent)
+    for method, path, status in sent:
+        assert any(f"{method} http://{registry.host}{path} -> {status} in " in line
+                   for line in lines), (method, path, lines)
+    if mode == "token":
+        [token] = [line for line in lines if "/token?" in line]
+        assert "scope=repository:" in token and "account=…" in token
+        assert f"account={user}" not in token
+    for secret in (password, "Basic ", "Bearer ", "authorization", "Authorization"):
+        assert secret not in run.err

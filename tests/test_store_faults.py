@@ -94,11 +94,12 @@ def test_daemon_survives_a_full_disk(
     def ignore_sigxfsz() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "tagwatch", "run", "-vv", "-c", str(path)],
-        stderr=log.open("w"),
-        preexec_fn=ignore_sigxfsz,
-    )
+    with log.open("w") as err:  # the child keeps its own copy
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "tagwatch", "run", "-vv", "-c", str(path)],
+            stderr=err,
+            preexec_fn=ignore_sigxfsz,
+        )
     try:
         deadline = time.monotonic() + 10
         while "cycle" not in log.read_text() and time.monotonic() < deadline:

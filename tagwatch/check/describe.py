@@ -24,7 +24,7 @@ from tagwatch.core.model import (
     TagView,
     Target,
 )
-from tagwatch.errors import RegistryError, describe_failure
+from tagwatch.errors import BadResponse, RegistryError, describe_failure
 from tagwatch.registry.client import RegistryClient
 
 __all__ = ["describe_moves"]
@@ -107,5 +107,8 @@ def _describe(
             known = before.platforms if before and before.digest == old_digest else None
             old = client.image_facts(ref, old_digest, known, prefer)
     except RegistryError as exc:
-        log.info("%s: what changed is unknown: %s", target.display, exc)
+        # An answer that cannot be read (a hostile or broken document) is worth a warning;
+        # a registry that is down or refuses is already told by the check itself.
+        level = logging.WARNING if isinstance(exc, BadResponse) else logging.INFO
+        log.log(level, "%s: what changed is unknown: %s", target.display, exc)
     return compare(old, new, before.platforms if before else None, seen.platforms)

@@ -16,7 +16,7 @@ from tagwatch.core.drift import Decision, make_event
 from tagwatch.core.model import EventKind, Observation, Resolved, TagKey, Target, TargetView
 from tagwatch.core.refs import ImageRef
 from tagwatch.core.versions import newer_versions, parse_version
-from tagwatch.errors import RegistryError, StoreError, describe_failure
+from tagwatch.errors import BadResponse, RegistryError, StoreError, describe_failure
 from tagwatch.registry.client import RegistryClient
 from tagwatch.store import Store
 
@@ -98,7 +98,8 @@ def _fetch_tags(client: RegistryClient, ref: ImageRef) -> TagList | None:
     try:
         return client.list_tags(ref)
     except RegistryError as exc:
-        log.info("%s: cannot list tags for newer versions: %s", ref.name, exc)
+        level = logging.WARNING if isinstance(exc, BadResponse) else logging.INFO
+        log.log(level, "%s: cannot list tags for newer versions: %s", ref.name, exc)
         return None
 
 

@@ -197,9 +197,7 @@ class RegistryAuth(httpx.Auth):
         left of this request's budget."""
         remaining = left()
         if not lock.acquire(timeout=-1 if remaining is None else remaining):
-            raise RegistryUnavailable(
-                f"{self.host}: gave up waiting for another request to {why}", host=self.host
-            )
+            raise RegistryUnavailable(f"{self.host}: gave up waiting for another request to {why}")
 
     def _learn_from(
         self,
@@ -280,23 +278,18 @@ class RegistryAuth(httpx.Auth):
         except (httpx.InvalidURL, ValueError):
             raise AuthError(
                 f"{self.host}: the token realm {clean(self._bearer['realm'], 120)!r} is not a URL",
-                host=self.host,
             ) from None
         if realm.scheme not in ("http", "https"):
-            raise AuthError(
-                f"{self.host}: token realm {shown} is not an http(s) URL", host=self.host
-            )
+            raise AuthError(f"{self.host}: token realm {shown} is not an http(s) URL")
         if request.url.scheme == "https" and realm.scheme == "http":
             raise AuthError(
                 f"{self.host}: refusing token realm {shown}: it would send credentials over "
                 "plain http",
-                host=self.host,
             )
         if is_metadata_host(realm.host) and not is_metadata_host(request.url.host):
             raise AuthError(
                 f"{self.host}: refusing token realm {shown}: a link-local or cloud metadata "
                 "address",
-                host=self.host,
             )
         return realm
 
@@ -343,34 +336,28 @@ class RegistryAuth(httpx.Auth):
         try:
             body = response.read()  # at most MAX_TOKEN_BYTES: BoundedTransport cuts it off
         except BodyError as exc:
-            raise AuthError(f"{service_at}: {exc}", host=self.host) from None
+            raise AuthError(f"{service_at}: {exc}") from None
         who = f"user '{creds.username}'" if creds is not None else "anonymous access"
         if response.status_code in (401, 403):
             raise AuthError(
                 f"{service_at} refused {who} (HTTP {response.status_code}): check the username "
                 "and password",
-                host=self.host,
             )
         if response.status_code != 200:
-            raise AuthError(f"{service_at} answered HTTP {response.status_code}", host=self.host)
+            raise AuthError(f"{service_at} answered HTTP {response.status_code}")
         try:
             answer = loads(body)
         except JSONError as exc:
-            raise AuthError(
-                f"{service_at} sent no token: its answer is {exc}", host=self.host
-            ) from None
+            raise AuthError(f"{service_at} sent no token: its answer is {exc}") from None
         if not isinstance(answer, dict):
-            raise AuthError(
-                f"{service_at} sent no token: its answer is not a JSON object", host=self.host
-            )
+            raise AuthError(f"{service_at} sent no token: its answer is not a JSON object")
         value = answer.get("token") or answer.get("access_token")
         if not isinstance(value, str) or not value:
-            raise AuthError(f"{service_at} sent no token", host=self.host)
+            raise AuthError(f"{service_at} sent no token")
         if not _TOKEN_CHARS.fullmatch(value):
             raise AuthError(
                 f"{service_at} sent a token that cannot be sent back: it holds spaces, "
                 "control or non-ASCII characters",
-                host=self.host,
             )
         # The issued_at field is ignored on purpose: the local clock at the start of the
         # exchange is the safe origin (it is never later than the server's issue time).

@@ -141,7 +141,7 @@ class _Endpoint:
         gate: Gate,
         *,
         insecure: bool,
-        verify: ssl.SSLContext | bool,
+        verify: ssl.SSLContext,
         limit: int,
         timeout: float,
         make_client: Callable[[_Endpoint], httpx.Client],
@@ -166,9 +166,7 @@ class _Endpoint:
         """The httpx client, counted as in use until the block ends."""
         with self._lock:
             if self._closed:
-                raise RegistryUnavailable(
-                    f"{self.registry}: not checked: tagwatch is stopping", host=self.registry
-                )
+                raise RegistryUnavailable(f"{self.registry}: not checked: tagwatch is stopping")
             if self._client is None:
                 self._client = self._make_client(self)
             client = self._client
@@ -228,7 +226,6 @@ def _contained(
             raise BadResponse(
                 f"{ref.api_host}: {ref}: the answer could not be read "
                 f"({type(exc).__name__}: {clean(str(exc), 120) or 'no detail'})",
-                host=ref.registry,
             ) from None
 
     return wrapper
@@ -340,7 +337,7 @@ class RegistryClient:
         if status in (405, 501):  # HEAD not supported: GET and hash
             return self._get_tag(ref)
         if status == 404 and _content_type(answer) == "application/json":
-            raise NotFound(f"{ref.name}:{ref.tag}: tag not found", host=ref.registry)
+            raise NotFound(f"{ref.name}:{ref.tag}: tag not found")
         if status == 404:
             # A HEAD error has no body; a 404 that is not a registry's JSON may be a proxy's
             # page. GET once to tell a missing tag from a broken path.
@@ -355,14 +352,11 @@ class RegistryClient:
         if digest.startswith("sha256:") and sha256_digest(answer.body) != digest:
             raise BadResponse(
                 f"{ref.api_host} sent a manifest whose sha256 does not match {digest}",
-                host=ref.registry,
             )
         try:
             return parse_manifest(answer.body, _content_type(answer))
         except ManifestError as exc:
-            raise BadResponse(
-                f"{ref.api_host}: {ref.name}@{digest}: {clean(exc)}", host=ref.registry
-            ) from None
+            raise BadResponse(f"{ref.api_host}: {ref.name}@{digest}: {clean(exc)}") from None
 
     @_contained
     def exists(self, ref: ImageRef, digest: str) -> bool:
@@ -407,7 +401,6 @@ class RegistryClient:
                 raise BadResponse(
                     f"{ref.api_host}: {ref.name}: config {clean(manifest.config_digest, 80)} "
                     f"is {exc}",
-                    host=ref.registry,
                 ) from None
             if isinstance(config, dict):
                 if isinstance(config.get("created"), str):
@@ -427,7 +420,6 @@ class RegistryClient:
         if config_digest.startswith("sha256:") and sha256_digest(body) != config_digest:
             raise BadResponse(
                 f"{ref.api_host} sent a config blob whose sha256 does not match {config_digest}",
-                host=ref.registry,
             )
         try:
             config = loads(body)
@@ -462,7 +454,6 @@ class RegistryClient:
                 raise BadResponse(
                     f"{ref.api_host}: {ref.name}: the tag list is not JSON with a list of "
                     f"tags{why}",
-                    host=ref.registry,
                 ) from None
             tags.extend(t for t in page if isinstance(t, str) and _TAG.match(t))
             following = _next_link(answer.headers.get("link"))
@@ -510,9 +501,7 @@ class RegistryClient:
             return endpoint
         with self._lock:
             if self._closed:
-                raise RegistryUnavailable(
-                    f"{ref.registry}: not checked: tagwatch is stopping", host=ref.registry
-                )
+                raise RegistryUnavailable(f"{ref.registry}: not checked: tagwatch is stopping")
             making = self._making.setdefault(ref.registry, threading.Lock())
         with making:  # per registry: a credential helper may take seconds
             endpoint = self._endpoints.get(ref.registry)
@@ -528,11 +517,12 @@ class RegistryClient:
         scheme = "http" if is_loopback(host) else "https"
         if settings.endpoint:  # a mirror or pull-through cache answers for this registry
             scheme, _, host = settings.endpoint.partition("://")
-        verify: ssl.SSLContext | bool = True
-        if settings.insecure:
-            verify = False
-        elif settings.ca_file:
+        # One TLS context per registry, made once: every connection (httpx's, the HEAD pool's,
+        # after a reconnect or close_idle) uses it.
+        if settings.ca_file and not settings.insecure:
             verify = ssl.create_default_context(cafile=settings.ca_file)
+        else:
+            verify = httpx.create_ssl_context(verify=not settings.insecure, trust_env=False)
         auth = RegistryAuth(host, self._credentials(ref.registry))
         return _Endpoint(
             ref.registry,
@@ -673,18 +663,14 @@ class RegistryClient:
                 try:
                     body = response.read() if method != "HEAD" else b""
                 except BodyError as exc:
-                    raise BadResponse(
-                        f"{ref.api_host}: answer to {method} {path}: {exc}", host=ref.registry
-                    ) from None
+                    raise BadResponse(f"{ref.api_host}: answer to {method} {path}: {exc}") from None
                 except httpx.TimeoutException:
                     raise RegistryUnavailable(
                         f"{ref.api_host}: read timeout after {self.timeout:g}s ({method} {path})",
-                        host=ref.registry,
                     ) from None
                 except httpx.TransportError as exc:
                     raise RegistryUnavailable(
                         f"{ref.api_host}: {type(exc).__name__} while reading {method} {path}",
-                        host=ref.registry,
                     ) from None
                 finally:
                     response.close()
@@ -723,7 +709,6 @@ class RegistryClient:
                 self._observe_failure(endpoint, "HEAD", started, path)
                 raise RegistryUnavailable(
                     f"{ref.api_host}: read timeout after {self.timeout:g}s (HEAD {path})",
-                    host=ref.registry,
                 ) from None
             except (OSError, http.client.HTTPException):
                 conn.close()
@@ -766,13 +751,13 @@ class RegistryClient:
             return self._request(endpoint, client, ref, method, path, headers, limit)
         except httpx.ConnectError as exc:
             if not (endpoint.insecure and endpoint.base.startswith("https://")):
-                raise RegistryUnavailable(str(exc), host=ref.registry) from None
+                raise RegistryUnavailable(str(exc)) from None
         # An insecure registry may speak plain http only: fall back once, and remember.
         endpoint.use_http()
         try:
             return self._request(endpoint, client, ref, method, path, headers, limit)
         except httpx.ConnectError as exc:
-            raise RegistryUnavailable(str(exc), host=ref.registry) from None
+            raise RegistryUnavailable(str(exc)) from None
 
     def _request(
         self,
@@ -802,37 +787,33 @@ class RegistryClient:
         except httpx.TimeoutException as exc:
             self._observe_failure(endpoint, method, started, path)
             kind = type(exc).__name__.replace("Timeout", " timeout").lower().strip()
-            raise RegistryUnavailable(
-                f"{host}: {kind} after {self.timeout:g}s {what}", host=ref.registry
-            ) from None
+            raise RegistryUnavailable(f"{host}: {kind} after {self.timeout:g}s {what}") from None
         except httpx.ConnectError as exc:
             self._observe_failure(endpoint, method, started, path)
             raise httpx.ConnectError(f"{host}: cannot connect: {clean(str(exc), 200)}") from exc
         except httpx.TooManyRedirects:
             self._observe_failure(endpoint, method, started, path)
             raise BadResponse(
-                f"{host}: more than {client.max_redirects} redirects {what}", host=ref.registry
+                f"{host}: more than {client.max_redirects} redirects {what}"
             ) from None
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             self._observe_failure(endpoint, method, started, path)
             raise BadResponse(
                 f"{host}: redirected to an unusable URL {what}: {clean(str(exc), 120)}",
-                host=ref.registry,
             ) from None
         except BodyError as exc:  # a redirect's or a 401's body, read by httpx itself
             self._observe_failure(endpoint, method, started, path)
-            raise BadResponse(f"{host}: {exc} {what}", host=ref.registry) from None
+            raise BadResponse(f"{host}: {exc} {what}") from None
         except httpx.TransportError as exc:
             self._observe_failure(endpoint, method, started, path)
             raise RegistryUnavailable(
                 f"{host}: {type(exc).__name__}: {clean(str(exc), 200) or 'connection failed'} "
                 f"{what}",
-                host=ref.registry,
             ) from None
         except httpx.HTTPError as exc:
             self._observe_failure(endpoint, method, started, path)
             raise BadResponse(
-                f"{host}: {type(exc).__name__}: {clean(str(exc), 200)} {what}", host=ref.registry
+                f"{host}: {type(exc).__name__}: {clean(str(exc), 200)} {what}"
             ) from None
 
     def _observe_failure(
@@ -866,12 +847,11 @@ class RegistryClient:
                 raise BadResponse(
                     f"{ref.api_host}: {ref}: Docker-Content-Digest {header} does not match "
                     f"the manifest's sha256 {digest}",
-                    host=ref.registry,
                 )
         try:
             manifest = parse_manifest(answer.body, media_type)
         except ManifestError as exc:
-            raise BadResponse(f"{ref.api_host}: {ref}: {clean(exc)}", host=ref.registry) from None
+            raise BadResponse(f"{ref.api_host}: {ref}: {clean(exc)}") from None
         return Resolved(digest, manifest.media_type, manifest.platforms)
 
     @staticmethod
@@ -879,7 +859,6 @@ class RegistryClient:
         return BadResponse(
             f"{ref.api_host} answered {clean(media_type, 80) or 'no content type'} for {ref}, "
             "not a manifest",
-            host=ref.registry,
         )
 
     def _error(self, ref: ImageRef, answer: _Answer) -> RegistryError:
@@ -890,11 +869,10 @@ class RegistryClient:
         suffix = f" ({detail})" if detail else ""
         if status == 404:
             if code in _NOT_FOUND_CODES:
-                return NotFound(f"{where}: tag not found", host=ref.registry)
+                return NotFound(f"{where}: tag not found")
             kind = clean(_content_type(answer), 80) or "no content type"
             return BadResponse(
                 f"{host} answered 404 with {kind} for {where}, not a registry error",
-                host=ref.registry,
             )
         if status == 401:
             creds = self._endpoint(ref).auth.credentials
@@ -905,26 +883,22 @@ class RegistryClient:
                     f"credentials for user '{creds.username}' were refused or give no access "
                     "to this repository"
                 )
-            return AuthError(f"{host}: {where}: {why}{suffix}", host=ref.registry)
+            return AuthError(f"{host}: {where}: {why}{suffix}")
         if status == 403:
-            return AuthError(
-                f"{host}: {where}: access denied (HTTP 403){suffix}", host=ref.registry
-            )
+            return AuthError(f"{host}: {where}: access denied (HTTP 403){suffix}")
         if status == 429:
             retry = _retry_after(answer.headers.get("retry-after"))
             when = f"; retry after {retry:.0f}s" if retry is not None else ""
             return RateLimited(
                 f"{host}: rate limited (HTTP 429){when}{suffix}",
-                host=ref.registry,
                 retry_after=retry,
             )
         if status >= 500:
             reason = clean(answer.reason_phrase, 60)
             return RegistryUnavailable(
                 f"{host}: HTTP {status} {reason} for {where}{suffix}".replace("  ", " "),
-                host=ref.registry,
             )
-        return BadResponse(f"{host}: HTTP {status} for {where}{suffix}", host=ref.registry)
+        return BadResponse(f"{host}: HTTP {status} for {where}{suffix}")
 
 
 def _next_link(value: str | None) -> str | None:

@@ -30,6 +30,7 @@ MAX_BACKOFF = 3600.0
 QUOTA_RESERVE = 0.1  # pace GETs once less than this share of the quota is left
 MAX_PACING_SLEEP = 30.0  # a rate cap may delay a request this long; longer is "not now"
 
+
 def parse_ratelimit_header(value: str | None) -> tuple[float, float | None] | None:
     """`76;w=21600` -> (76, 21600); `76` -> (76, None); None if absent or unreadable."""
     if not value:
@@ -83,7 +84,6 @@ class Gate:
                 left = self._blocked_until - now
                 raise RateLimited(
                     f"{self.host}: backing off after HTTP 429, {left:.0f}s left",
-                    host=self.host,
                     retry_after=left,
                 )
             if method == "GET" and self._get_spacing:
@@ -92,7 +92,6 @@ class Gate:
                         f"{self.host}: rate-limit quota nearly spent ({self.remaining:.0f} of "
                         f"{self.limit:.0f} left); GETs are spread over the window, next in "
                         f"{self._next_get - now:.0f}s",
-                        host=self.host,
                         retry_after=self._next_get - now,
                     )
                 self._next_get = now + self._get_spacing
@@ -100,7 +99,6 @@ class Gate:
             if start - now > MAX_PACING_SLEEP:
                 raise RateLimited(
                     f"{self.host}: rate cap reached; next request slot in {start - now:.0f}s",
-                    host=self.host,
                     retry_after=start - now,
                 )
             self._next_start = start + self.spacing

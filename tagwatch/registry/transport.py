@@ -156,17 +156,18 @@ class BoundedTransport(httpx.BaseTransport):
     def __init__(
         self,
         *,
-        verify: ssl.SSLContext | bool = True,
+        verify: ssl.SSLContext | None = None,
         limits: httpx.Limits | None = None,
         allow_metadata: bool = False,
         inner: httpx.BaseTransport | None = None,
     ) -> None:
         if inner is None:
             limits = limits or httpx.Limits()
-            http = httpx.HTTPTransport(verify=verify, limits=limits, trust_env=False)
+            context = verify or httpx.create_ssl_context(trust_env=False)
+            http = httpx.HTTPTransport(verify=context, limits=limits, trust_env=False)
             http._pool.close()
             http._pool = httpcore.ConnectionPool(
-                ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+                ssl_context=context,
                 max_connections=limits.max_connections,
                 max_keepalive_connections=limits.max_keepalive_connections,
                 keepalive_expiry=limits.keepalive_expiry,
@@ -296,14 +297,13 @@ class HeadConnections:
         *,
         timeout: float,
         size: int,
-        verify: ssl.SSLContext | bool = True,
+        verify: ssl.SSLContext | None = None,
         clock: Any = time.monotonic,
     ) -> None:
         self.scheme, _, self.host = base.partition("://")
         self.timeout = timeout
         self.size = size
-        self._verify = verify
-        self._context: ssl.SSLContext | None = None
+        self._context = verify
         self._clock = clock
         self._idle: list[tuple[http.client.HTTPConnection, float]] = []  # (conn, idle since)
         self._lock = threading.Lock()
@@ -345,14 +345,7 @@ class HeadConnections:
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._context is None:
-            if isinstance(self._verify, ssl.SSLContext):
-                self._context = self._verify
-            elif self._verify:
-                self._context = httpx.create_ssl_context(verify=True, trust_env=False)
-            else:
-                self._context = ssl.create_default_context()
-                self._context.check_hostname = False
-                self._context.verify_mode = ssl.CERT_NONE
+            self._context = httpx.create_ssl_context(trust_env=False)
         return self._context
 
     def give_back(self, conn: http.client.HTTPConnection) -> None:

@@ -20,13 +20,16 @@ names `realm`, by default this host's `/token`), or None (no auth layer). Reques
 layer lets through are proxied to the real registry, faults applied. A `HostileRegistry`
 also serves as the *other* host a registry redirects to: `requests` records every request with
 its headers, `token_requests` the token requests with their Authorization.
+
+Also here: `run_measured` (a `tagwatch` command as a child process: exit status, output, wall
+time and its peak RSS, read by the process itself at exit), `daemon` (`tagwatch run` for the
+length of a block) and `wait_until`.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import os
 import secrets
 import signal
@@ -42,7 +45,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from faultproxy import FaultProxy, ProxyRequest, _Handler
 
-__all__ = ["TOKEN_BEHAVIOURS", "HostileRegistry", "Measured", "deep_json", "push_config_image",
+__all__ = ["TOKEN_BEHAVIOURS", "HostileRegistry", "Measured",
            "daemon", "run_measured", "wait_until"]
 
 TOKEN_BEHAVIOURS = (
@@ -167,27 +170,6 @@ def _repository(path: str) -> str | None:
 
 
 # ------------------------------------------------------------------- hostile content, runs
-
-
-def deep_json(depth: int) -> bytes:
-    """A config blob that is valid JSON nested `depth` deep (the registry stores it as is)."""
-    return (b'{"architecture":"amd64","os":"linux","config":{"Labels":{"deep":'
-            + b"[" * depth + b"]" * depth + b"}}}")
-
-
-def push_config_image(pusher: Any, repo: str, tag: str, config: bytes) -> str:
-    """An OCI image without layers whose config blob is `config`, exactly; returns the
-    manifest digest."""
-    digest = pusher.push_blob(repo, config)
-    manifest = json.dumps({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest,
-                   "size": len(config)},
-        "layers": [],
-    }).encode()
-    return str(pusher.push_manifest(repo, tag, manifest,
-                                    "application/vnd.oci.image.manifest.v1+json"))
 
 
 @dataclass

@@ -34,6 +34,7 @@ import tarfile
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -832,6 +833,9 @@ class Pusher:
     def __init__(self, registry: Registry, *, timeout: float = 10.0) -> None:
         self.registry = registry
         self.client = registry.client(user_agent=PUSHER_AGENT, timeout=timeout)
+        # Tests make a Pusher where they need one and drop it: its connections are closed
+        # when it goes, not left to the garbage collector (the suite fails on that).
+        weakref.finalize(self, self.client.close)
 
     def close(self) -> None:
         self.client.close()
