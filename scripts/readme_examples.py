@@ -7,7 +7,8 @@ Sections (`SECTIONS` below): `first-steps` (what a new user's mistakes print),
 `newer_include`/`newer_exclude`, the tag-list cache and `check --refresh-tags`),
 `json-alerts` (a `format = "json"` alert as a json:// webhook receives it), `audit`,
 `verbose` (`check -v`), `outbox` (`status` with alerts waiting for delivery), `schedules`
-(time zones and cron: the daemon's first lines). Each starts
+(time zones and cron: the daemon's first lines), `request-log` (`check -vv`: every HTTP
+request). Each starts
 what it needs (the distribution registry on loopback, a local webhook), runs the real
 `tagwatch` command line in a temporary directory and prints `$ command` and what it wrote.
 Only these are edited in the output: the temporary directory is shown as `.`, the registry's
@@ -277,6 +278,25 @@ def verbose(shell: Shell, push: Pusher) -> None:
     shell.run("check", "-v", "-c", "config.toml")
 
 
+def request_log(shell: Shell, push: Pusher) -> None:
+    assert shell.registry is not None
+    host = shell.registry.host
+    push.push_image("library/python", "3.12", seed="r1")
+    shell.write(
+        "config.toml",
+        f"""\
+        [tagwatch]
+        database = "tagwatch.db"
+
+        [[watch]]
+        image = "{host}/library/python:3.12"
+        """,
+    )
+    shell.run("check", "-c", "config.toml")
+    push.push_image("library/python", "3.12", seed="r2")
+    shell.run("check", "-vv", "--log-format", "text", "-c", "config.toml")
+
+
 def outbox(shell: Shell, push: Pusher) -> None:
     assert shell.registry is not None
     host = shell.registry.host
@@ -359,6 +379,7 @@ SECTIONS: dict[str, Callable[[Shell, Pusher], None]] = {
     "verbose": verbose,
     "outbox": outbox,
     "schedules": schedules,
+    "request-log": request_log,
 }
 
 
