@@ -250,9 +250,9 @@ def test_daemon_rereads_the_engine_and_exports_it(podman: Podman, registry_anony
                       f'jitter = "0s"\n[metrics]\nlisten = "127.0.0.1:{port}"\n'
                       + engine_source(podman))
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "INVOCATION_ID")}
-    log = (tmp_path / "daemon.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "tagwatch", "run", "-c", str(config), "-v"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=log)
+    with (tmp_path / "daemon.log").open("w") as log:  # the child keeps its own copy
+        proc = subprocess.Popen([sys.executable, "-m", "tagwatch", "run", "-c", str(config),
+                                 "-v"], env=env, stdout=subprocess.DEVNULL, stderr=log)
     label = f'source="engine {podman.address}"'
     pin = f'image="{host}/{app}",kind="pin"'
 

@@ -272,8 +272,9 @@ def test_daemon_checks_a_watch_on_its_cron_schedule(
     # A host zone no test uses (and a half-hour offset): the daemon must not read it.
     env = dict(os.environ, TZ="Asia/Kolkata")
     log = tmp_path / "daemon.log"
-    proc = subprocess.Popen([sys.executable, "-m", "tagwatch", "run", "-c", str(config), "-v"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    with log.open("w") as err:  # the child keeps its own copy
+        proc = subprocess.Popen([sys.executable, "-m", "tagwatch", "run", "-c", str(config),
+                                 "-v"], env=env, stdout=subprocess.DEVNULL, stderr=err)
 
     def checked() -> dict[str, float]:
         try:

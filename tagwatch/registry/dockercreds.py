@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tagwatch.core.text import clean
+
 __all__ = ["Credentials", "docker_config_path", "docker_credentials"]
 
 log = logging.getLogger(__name__)
@@ -101,7 +103,7 @@ def _from_helper(helper: str, registry: str, runner: Runner) -> Credentials | No
             "docker credential helper %s has no credentials for %s (%s)",
             helper,
             registry,
-            str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+            clean(exc, 200) or type(exc).__name__,
         )
         return None
     if not isinstance(answer, dict):

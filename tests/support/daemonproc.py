@@ -32,9 +32,10 @@ class DaemonProcess:
             if nofile is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tagwatch", "run", "-c", str(config), "-v"],
-            env=env, stdout=subprocess.DEVNULL, stderr=self.log.open("w"), preexec_fn=limit)
+        with self.log.open("w") as err:  # the child keeps its own copy
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tagwatch", "run", "-c", str(config), "-v"],
+                env=env, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=limit)
 
     @property
     def url(self) -> str:

@@ -86,10 +86,11 @@ class Podman:
         """`podman system service --time=0` on the socket; returns once it answers."""
         if self.socket.exists():
             self.socket.unlink()
-        self.service = subprocess.Popen(
-            [*self.argv, "system", "service", "--time=0", self.address],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=self.log.open("ab"),
-            start_new_session=True)
+        with self.log.open("ab") as err:  # the child keeps its own copy
+            self.service = subprocess.Popen(
+                [*self.argv, "system", "service", "--time=0", self.address],
+                env=self.env, stdout=subprocess.DEVNULL, stderr=err,
+                start_new_session=True)
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             if self.service.poll() is not None:

@@ -123,6 +123,7 @@ class TLSForwarder:
         try:
             upstream.connect(str(self.target))
         except OSError:
+            upstream.close()
             tls.close()
             return
 
@@ -137,8 +138,12 @@ class TLSForwarder:
                     with contextlib.suppress(OSError):
                         s.shutdown(socket.SHUT_RDWR)
 
-        threading.Thread(target=pump, args=(upstream, tls), daemon=True).start()
+        back = threading.Thread(target=pump, args=(upstream, tls), daemon=True)
+        back.start()
         pump(tls, upstream)
+        back.join(timeout=5)
+        upstream.close()
+        tls.close()
 
     def close(self) -> None:
         self._closed.set()
