@@ -698,8 +698,13 @@ class RegistryClient:
         heads = endpoint.heads
         reused = True
         while reused:
-            conn, reused = heads.take()
             started = time.perf_counter()
+            try:
+                conn, reused = heads.take()
+            except TimeoutError:  # the budget went on a first try over a stale connection
+                raise RegistryUnavailable(
+                    f"{ref.api_host}: read timeout after {self.timeout:g}s (HEAD {path})"
+                ) from None
             try:
                 conn.request("HEAD", path, headers=sent)
                 answer = conn.getresponse()

@@ -57,10 +57,11 @@ class Chromium:
             os.dup2(w, 4)
 
         self.log = Path(workdir) / "chromium.log"
-        self.proc = subprocess.Popen(
-            [binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"),
-            pass_fds=(3, 4), preexec_fn=plumb)
+        with self.log.open("wb") as err:  # the child keeps its own copy
+            self.proc = subprocess.Popen(
+                [binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                pass_fds=(3, 4), preexec_fn=plumb)
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         self._next_id = 0
