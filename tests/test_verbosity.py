@@ -1,5 +1,6 @@
-"""`-v` says what each step of `check` and `resolve` does; without `-v` a check that works
-prints nothing on stderr.
+"""`-v` says what each step of `check` and `resolve` does; `-vv` adds every HTTP request
+(method, URL, status, time) and never a header with credentials; without `-v` a check that
+works prints nothing on stderr.
 
 Through the `tagwatch` command against the real registry in htpasswd mode (so requests carry
 credentials that must not show)."""
@@ -56,6 +57,21 @@ def test_check_is_quiet_by_default_and_says_each_step_with_v(
     assert any(re.search(r"resolve: 1 tag in [\d.]+s: 1 unchanged, 0 moved", line)
                for line in lines), loud.stderr
     assert not re.search(r" DEBUG ", loud.stderr)  # requests only from -vv
+
+
+def test_vv_logs_every_request_line_and_no_credentials(
+        setup: tuple[Path, str, dict[str, str]], registry_basic: Registry) -> None:
+    config, ref, env = setup
+    for args in (["check", "-c", str(config)], ["resolve", ref, "-c", str(config)]):
+        run = tagwatch(*args, "-vv", env=env)
+        assert run.returncode == 0, run.stderr
+        requests = re.findall(
+            r" DEBUG (GET|HEAD) (https?://\S+) -> (\d{3}) in \d+ ms", run.stderr)
+        assert requests, run.stderr
+        assert any(url.endswith("/manifests/1") for _, url, _ in requests), requests
+        assert any(code == "401" for _, _, code in requests), requests  # the challenge
+        assert registry_basic.password not in run.stderr
+        assert not re.search(r"(?i)authorization|basic [a-z0-9+/=]{8}", run.stderr), run.stderr
 
 
 def test_resolve_says_what_it_asks_and_what_it_found_with_v(
