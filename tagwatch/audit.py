@@ -20,7 +20,9 @@ from tagwatch.check import registry_caps, run_bounded
 from tagwatch.config import Config
 from tagwatch.core.changes import ImageFacts
 from tagwatch.core.durations import format_duration
+from tagwatch.core.markup import markdown
 from tagwatch.core.model import Kind, State, Target
+from tagwatch.core.text import clean
 from tagwatch.core.times import format_time, parse_time
 from tagwatch.errors import RegistryError, describe_failure
 from tagwatch.registry.client import RegistryClient
@@ -203,8 +205,12 @@ def to_table(rows: Sequence[AuditRow]) -> list[list[str]]:
 
 
 def to_markdown(rows: Sequence[AuditRow]) -> str:
+    """A Markdown table. Its cells hold image publishers' labels (maintainer, source): each is
+    one clean line with every inline markup character escaped, so a label can neither break
+    the table nor become a link, an image or emphasis (a plain URL stays visible text)."""
+
     def esc(text: str) -> str:
-        return text.replace("|", "\\|")
+        return markdown(clean(text, 300))
 
     lines = ["| " + " | ".join(h.title() for h in HEADER) + " |", "|" + "---|" * len(HEADER)]
     for row in rows:

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tagwatch import __version__
+from tagwatch.core.markup import clean_data
+from tagwatch.core.text import clean
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -43,6 +45,29 @@ class _Parser(argparse.ArgumentParser):
 
 
 _PRIORITIES = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+LOG_LINE_LIMIT = 2000  # characters of one log message; ours stay far below
+
+
+class _OneLine(logging.Filter):
+    """Every log record one line, whatever it carries. Registry error messages, labels and
+    tag names reach log messages; through `core.text.clean` a newline in them cannot forge a
+    line and an escape sequence cannot reach the terminal (at any `-v`). An exception is
+    folded to `Name: message at file:line fn < …`, never a multi-line traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from tagwatch.core.text import clean
+        from tagwatch.errors import describe_failure, raised_at
+
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record whose arguments do not fit its format
+            text = f"{record.msg} % {record.args!r} (the arguments did not fit)"
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            text += f" | {describe_failure(exc)} at {raised_at(exc)}"
+        record.msg, record.args = clean(text, LOG_LINE_LIMIT), None
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
 
 
 class _JournalFormatter(logging.Formatter):
@@ -87,6 +112,7 @@ def _setup_logging(verbose: int, quiet_default: bool = True, log_format: str = "
     else:
         formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
     handler.setFormatter(formatter)
+    handler.addFilter(_OneLine())
     root = logging.getLogger("tagwatch")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -103,8 +129,15 @@ def _setup_logging(verbose: int, quiet_default: bool = True, log_format: str = "
 
 
 def _fail(message: str, status: int = EXIT_USAGE) -> int:
-    print(f"tagwatch: error: {message}", file=sys.stderr)
+    """One line on stderr: messages may quote a registry's words, `clean` keeps them one."""
+    print(f"tagwatch: error: {clean(message, LOG_LINE_LIMIT)}", file=sys.stderr)
     return status
+
+
+def _json(data: Any) -> str:
+    """What `--json` prints: every string in it cleaned (labels, error messages and platform
+    names come from registries), so a consumer gets plain one-line data."""
+    return json.dumps(clean_data(data, CELL_LIMIT), indent=2)
 
 
 # --- shared pieces ------------------------------------------------------------------------
@@ -184,7 +217,13 @@ def _short(digest: str | None) -> str:
     return f"{algo}:{hexpart[:12]}"
 
 
+CELL_LIMIT = 300  # characters of one table cell or JSON string: a reference's 255 fit
+
+
 def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    """Aligned columns, one line per row whatever a cell holds: every cell is `clean`ed
+    (a registry's error message, a label, a tag name cannot break a line or a column)."""
+    rows = [[clean(cell, CELL_LIMIT) for cell in row] for row in rows]
     widths = [len(h) for h in header]
     for row in rows:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
@@ -238,7 +277,7 @@ def _print_outages(store: Store) -> None:
         )
         print(
             f"registry {host} is down since {format_time(outage.since)} ({alert}): "
-            f"{outage.message}"
+            f"{clean(outage.message, CELL_LIMIT)}"
         )
 
 
@@ -336,7 +375,7 @@ def _report(
         if mine:
             obj["registry_events"] = mine
     if as_json:
-        print(json.dumps(objects, indent=2))
+        print(_json(objects))
         return
     _print_targets(objects, events)
     for event in report.registry_events:
@@ -387,7 +426,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         waiting = store.undelivered(datetime.now(UTC))
         objects = status_objects(expansion.config, store, waiting)
         if args.json:
-            print(json.dumps(objects, indent=2))
+            print(_json(objects))
         else:
             _print_targets(objects, {})
             _print_outages(store)
@@ -425,7 +464,7 @@ def cmd_history(args: argparse.Namespace) -> int:
             print("[]")
         return _fail(_no_history(config, ref.registry, ref.repository, tag, recorded), EXIT_FAILED)
     if args.json:
-        print(json.dumps(objects, indent=2))
+        print(_json(objects))
         return EXIT_OK
     rows = [
         [
@@ -548,15 +587,14 @@ def cmd_resolve(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.json:
         print(
-            json.dumps(
+            _json(
                 {
                     "image": ref.name,
                     "tag": ref.tag,
                     "digest": seen.digest,
                     "media_type": seen.media_type,
                     "platforms": dict(seen.platforms),
-                },
-                indent=2,
+                }
             )
         )
     else:
@@ -607,7 +645,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        print(json.dumps([row.as_dict() for row in rows], indent=2))
+        print(_json([row.as_dict() for row in rows]))
     elif args.markdown:
         print(to_markdown(rows))
     else:

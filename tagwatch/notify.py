@@ -10,7 +10,6 @@ before it reaches a log line or the database.
 from __future__ import annotations
 
 import contextlib
-import html
 import json
 import logging
 import re
@@ -22,8 +21,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tagwatch.config import NotifyConfig
+from tagwatch.core import markup
 from tagwatch.core.drift import watched_platform_digests
 from tagwatch.core.durations import format_duration
+from tagwatch.core.markup import shown
 from tagwatch.core.model import DeliveryState, Event, EventKind, Route, Target
 from tagwatch.core.payload import batch_object, event_object
 from tagwatch.core.schedule import in_windows
@@ -62,13 +63,22 @@ _EVIDENCE = {
 _PIN_KINDS = (EventKind.STALE, EventKind.CURRENT, EventKind.PIN_MISSING)
 
 
+def _s(value: object) -> str:
+    """A value in an alert: one clean line with every URL broken (`core.markup.shown`, text
+    format). Every value the lines below interpolate goes through it: labels, annotations,
+    error messages, tag names and platforms come from registries and image publishers."""
+    return shown(value, "text")
+
+
 def render(event: Event) -> tuple[str, str]:
-    """Title and body of an alert: plain text that also reads well as Markdown."""
+    """Title and body of an alert: plain text, one `label: value` per line, each value one
+    inert line (`_s`); `format_body` makes Markdown or HTML of it."""
     if event.registry_wide:
         return _render_registry(event)
-    title = f"[tagwatch] {event.kind.value}: {event.image}:{event.tag}{_whose(event)}"
+    where = f"{_s(event.image)}:{_s(event.tag)}"
+    title = f"[tagwatch] {event.kind.value}: {where}{_whose(event)}"
     d: Mapping[str, Any] = event.details
-    lines = [f"{event.image}:{event.tag} {_SUMMARY[event.kind]}."]
+    lines = [f"{where} {_SUMMARY[event.kind]}."]
     if event.kind in _PIN_KINDS:
         lines += _pin_lines(event, d)
     else:
@@ -77,7 +87,7 @@ def render(event: Event) -> tuple[str, str]:
     lines += _detail_lines(event, d)
     lines.append(f"seen: {format_time(event.at)}")
     if d.get("source"):
-        lines.append(f"source: {d['source']}")
+        lines.append(f"source: {_s(d['source'])}")
     return title, "\n".join(lines)
 
 
@@ -89,20 +99,20 @@ def _render_registry(event: Event) -> tuple[str, str]:
     """A registry's own alert (core.outage): `error` when it is down, `recovered` when it
     answers again. The title names the registry and how many watches and pins it holds up."""
     d: Mapping[str, Any] = event.details
-    host, count = event.image, int(d.get("targets") or 0)
+    host, count = _s(event.image), int(d.get("targets") or 0)
     things = "1 watch or pin" if count == 1 else f"{count} watches and pins"
     if event.kind is EventKind.ERROR:
         title = f"[tagwatch] error: registry {host} is down ({things} held up)"
-        held = [str(h) for h in d.get("held_up") or []]
-        shown = ", ".join(held[:HELD_UP_SHOWN])
+        held = [_s(h) for h in d.get("held_up") or []]
+        names = ", ".join(held[:HELD_UP_SHOWN])
         if len(held) > HELD_UP_SHOWN:
-            shown += f" and {len(held) - HELD_UP_SHOWN} more"
+            names += f" and {len(held) - HELD_UP_SHOWN} more"
         lines = [
             f"registry {host} is down: every check of its watches and pins failed.",
-            f"error: {d.get('error')}",
-            f"down since: {d.get('down_since')}",
-            f"failed checks in a row: {d.get('failures')}",
-            f"held up: {things}" + (f" ({shown})" if shown else ""),
+            f"error: {_s(d.get('error'))}",
+            f"down since: {_s(d.get('down_since'))}",
+            f"failed checks in a row: {_s(d.get('failures'))}",
+            f"held up: {things}" + (f" ({names})" if names else ""),
             "each watch's and pin's error: tagwatch status",
         ]
     else:
@@ -110,7 +120,7 @@ def _render_registry(event: Event) -> tuple[str, str]:
         down = format_duration(float(d.get("down_seconds") or 0))
         lines = [
             f"registry {host} answers again.",
-            f"down since: {d.get('down_since')} ({down})",
+            f"down since: {_s(d.get('down_since'))} ({down})",
         ]
     lines.append(f"seen: {format_time(event.at)}")
     return title, "\n".join(lines)
@@ -120,16 +130,16 @@ def _whose(event: Event) -> str:
     """Which of several pins on one tag an alert is about: its `source` (two Dockerfiles
     pinning python:3.12-slim get two titles, not one twice)."""
     source = event.details.get("source")
-    return f" ({source})" if source and event.pinned else ""
+    return f" ({_s(source)})" if source and event.pinned else ""
 
 
 def _pin_lines(event: Event, d: Mapping[str, Any]) -> list[str]:
     """A pin's digest against the tag's, and how long it has been behind."""
-    lines = [f"pinned:  {event.pinned}", f"tag now: {event.new_digest}"]
+    lines = [f"pinned:  {_s(event.pinned)}", f"tag now: {_s(event.new_digest)}"]
     if "behind_since" in d:
-        evidence = _EVIDENCE.get(str(d.get("evidence")), str(d.get("evidence")))
+        evidence = _EVIDENCE.get(str(d.get("evidence")), _s(d.get("evidence")))
         behind = format_duration(float(d.get("behind_seconds", 0)))
-        lines.append(f"behind since: {d['behind_since']} ({behind}; from {evidence})")
+        lines.append(f"behind since: {_s(d['behind_since'])} ({behind}; from {evidence})")
     if "max_age_seconds" in d and event.kind is EventKind.STALE:
         lines.append(f"max_age: {format_duration(float(d['max_age_seconds']))}")
     if d.get("repeat"):
@@ -141,14 +151,15 @@ def _change_lines(d: Mapping[str, Any]) -> list[str]:
     """What changed on a move: the summary, the version and the build date."""
     lines = []
     if d.get("summary"):
-        lines.append(f"what changed: {d['summary']}")
+        lines.append(f"what changed: {_s(d['summary'])}")
     what = d.get("what_changed") or {}
     version = what.get("version") or {}
     if version.get("old") or version.get("new"):
-        lines.append(f"version: {version.get('old') or '?'} → {version.get('new') or '?'}")
+        old, new = _s(version.get("old") or "?"), _s(version.get("new") or "?")
+        lines.append(f"version: {old} → {new}")
     created = what.get("created") or {}
     if created.get("new") and created.get("new") != created.get("old"):
-        lines.append(f"created: {created.get('old') or '?'} → {created['new']}")
+        lines.append(f"created: {_s(created.get('old') or '?')} → {_s(created['new'])}")
     return lines
 
 
@@ -157,17 +168,17 @@ def _digest_lines(event: Event) -> list[str]:
     lines = []
     if event.kind in (EventKind.ERROR, EventKind.VANISHED):
         if event.old_digest:
-            lines.append(f"last digest: {event.old_digest}")
+            lines.append(f"last digest: {_s(event.old_digest)}")
     elif event.kind is EventKind.RECOVERED:
         if event.new_digest:
-            lines.append(f"digest: {event.new_digest}")
+            lines.append(f"digest: {_s(event.new_digest)}")
     else:
         if event.old_digest:
-            lines.append(f"old: {event.old_digest}")
+            lines.append(f"old: {_s(event.old_digest)}")
         if event.new_digest:
-            lines.append(f"new: {event.new_digest}")
+            lines.append(f"new: {_s(event.new_digest)}")
     if event.pinned:
-        lines.append(f"pinned: {event.pinned}")
+        lines.append(f"pinned: {_s(event.pinned)}")
     return lines
 
 
@@ -175,29 +186,33 @@ def _detail_lines(event: Event, d: Mapping[str, Any]) -> list[str]:
     """Platforms, newer versions, merged moves, a move back, errors, the registry's word."""
     lines = []
     if event.platforms_changed:
-        lines.append(f"platforms changed: {', '.join(event.platforms_changed)}")
+        lines.append(f"platforms changed: {', '.join(map(_s, event.platforms_changed))}")
     for platform, change in watched_platform_digests(d).items():
         # the watched platforms' own image digests, in full: what is compared with what runs
-        lines.append(f"{platform} old: {change.get('previous') or '(not in the old index)'}")
-        lines.append(f"{platform} new: {change.get('digest') or '(not in the new index)'}")
+        old = _s(change.get("previous") or "(not in the old index)")
+        new = _s(change.get("digest") or "(not in the new index)")
+        lines.append(f"{_s(platform)} old: {old}")
+        lines.append(f"{_s(platform)} new: {new}")
     if event.kind is EventKind.NEWER:
-        lines.append(f"newer: {', '.join(d.get('newer') or [])}")
-        lines.append(f"newest in the track: {d.get('newest')} (policy: {d.get('policy')})")
+        lines.append(f"newer: {', '.join(map(_s, d.get('newer') or []))}")
+        newest, policy = _s(d.get("newest")), _s(d.get("policy"))
+        lines.append(f"newest in the track: {newest} (policy: {policy})")
     if d.get("moves"):
-        lines.append(
-            f"moves: {d['moves']} within the grace period, the first at {d.get('first_moved')}"
-        )
+        moves, first = _s(d["moves"]), _s(d.get("first_moved"))
+        lines.append(f"moves: {moves} within the grace period, the first at {first}")
     if d.get("back_to"):
-        lines.append(f"back to a digest first seen {d['back_to']}")
+        lines.append(f"back to a digest first seen {_s(d['back_to'])}")
     if event.kind is EventKind.ERROR:
-        lines.append(f"error: {d.get('error')}")
-        lines.append(f"failed checks in a row: {d.get('failures')}")
+        lines.append(f"error: {_s(d.get('error'))}")
+        lines.append(f"failed checks in a row: {_s(d.get('failures'))}")
     if event.kind is EventKind.VANISHED and d.get("message"):
-        lines.append(f"registry: {d['message']}")
+        lines.append(f"registry: {_s(d['message'])}")
     return lines
 
 
-_DIGEST_TEXT = re.compile(r"sha(?:256|512):[0-9a-f]{16,128}")
+# A value that is exactly a digest (tagwatch's own fields) is shown as code; a digest inside
+# outside text is not, so that a label cannot dress up as one.
+_DIGEST = re.compile(r"sha(?:256|512):[0-9a-f]{16,128}")
 # apprise schemes whose services render Markdown; e-mail gets HTML; everything else text.
 MARKDOWN_SCHEMES = frozenset(
     {
@@ -273,29 +288,37 @@ def body_format(url: str) -> str:
 
 
 def format_body(event: Event, text: str, fmt: str) -> str:
-    """The plain-text body of `render` as Markdown or HTML, with the registry page linked."""
-    if fmt == "text":
+    """The plain-text body of `render` as Markdown or HTML, with the registry page linked.
+
+    All of the text is escaped for the format: its values are data (`render` made each one
+    inert line), so the only markup is this function's own (a bold label, a digest field as
+    code) and the only link the registry page tagwatch builds."""
+    if fmt not in ("markdown", "html"):
         return text
     headline, *lines = text.split("\n")
     page = None if event.registry_wide else registry_page(event.image)
     if fmt == "markdown":
-        out = [f"**{headline}**", ""]
+        md = markup.markdown
+        out = [f"**{md(headline)}**", ""]
         for line in lines:
             label, sep, value = line.partition(": ")
-            value = _DIGEST_TEXT.sub(lambda m: f"`{m.group(0)}`", value)
-            out.append(f"**{label}:** {value.strip()}" if sep else line)
+            value = value.strip()
+            value = f"`{value}`" if _DIGEST.fullmatch(value) else md(value)
+            out.append(f"**{md(label)}:** {value}" if sep else md(line))
         if page:
-            out += ["", f"[{event.image}]({page})"]
+            out += ["", f"[{md(event.image)}]({page})"]
         return "  \n".join(out)
-    parts = [f"<p><b>{html.escape(headline)}</b></p>", "<p>"]
+    esc = markup.html
+    parts = [f"<p><b>{esc(headline)}</b></p>", "<p>"]
     rows = []
     for line in lines:
         label, sep, value = line.partition(": ")
-        value = _DIGEST_TEXT.sub(lambda m: f"<code>{m.group(0)}</code>", html.escape(value.strip()))
-        rows.append(f"<b>{html.escape(label)}:</b> {value}" if sep else html.escape(line))
+        value = value.strip()
+        value = f"<code>{esc(value)}</code>" if _DIGEST.fullmatch(value) else esc(value)
+        rows.append(f"<b>{esc(label)}:</b> {value}" if sep else esc(line))
     parts.append("<br>\n".join(rows) + "</p>")
     if page:
-        parts.append(f'<p><a href="{html.escape(page)}">{html.escape(event.image)}</a></p>')
+        parts.append(f'<p><a href="{esc(page)}">{esc(event.image)}</a></p>')
     return "\n".join(parts)
 
 
@@ -315,22 +338,23 @@ def render_batch(events: Sequence[Event], mode: str) -> tuple[str, str]:
 
 
 def template_fields(event: Event) -> dict[str, str]:
-    """Every field a [[notify]] title/body template can use, as text ('' when absent)."""
+    """Every field a [[notify]] title/body template can use, as text ('' when absent); each
+    field from outside one inert line, as in `render`."""
     title, body = render(event)
     d = event.details
     return {
         "kind": event.kind.value,
-        "image": event.image,
-        "tag": event.tag,
-        "ref": event.subject,
-        "old_digest": event.old_digest or "",
-        "new_digest": event.new_digest or "",
-        "pinned": event.pinned or "",
+        "image": _s(event.image),
+        "tag": _s(event.tag),
+        "ref": _s(event.subject),
+        "old_digest": _s(event.old_digest or ""),
+        "new_digest": _s(event.new_digest or ""),
+        "pinned": _s(event.pinned or ""),
         "at": format_time(event.at) or "",
-        "source": str(d.get("source") or ""),
-        "summary": str(d.get("summary") or ""),
-        "change": str(d.get("change") or ""),
-        "platforms_changed": ", ".join(event.platforms_changed),
+        "source": _s(d.get("source") or ""),
+        "summary": _s(d.get("summary") or ""),
+        "change": _s(d.get("change") or ""),
+        "platforms_changed": ", ".join(map(_s, event.platforms_changed)),
         "title": title,
         "body": body,
     }

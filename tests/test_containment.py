@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -364,8 +365,14 @@ def test_audit_prints_no_traceback_for_hostile_images(
 
     for run in (table, markdown, as_json):
         assert run.code == 0, run.err
-        assert "Traceback" not in run.err + run.out
+        assert "Traceback" not in run.err + run.out and "\x1b" not in run.out
+    assert len(table.out.splitlines()) == 1 + 3
+    rows = markdown.out.splitlines()
+    assert len(rows) == 2 + 3 and "](http" not in markdown.out
+    assert {len(re.findall(r"(?<!\\)\|", row)) for row in rows} == {len(rows[0].split("|")) - 1}
     found = {row["image"].rsplit("/", 1)[1]: row for row in as_json.json()}
     assert found[deep]["note"].startswith("image details unknown: ")
     assert found[odd]["age_days"] is None and found[odd]["created"] == "0001-01-01T00:00:00+14:00"
+    assert found[odd]["vendor"] == "ACME | x | [site](http://evil.example)"
+    assert found[odd]["authors"] == "red"
     assert found[good]["vendor"] == "Good Corp"

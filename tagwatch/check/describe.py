@@ -13,6 +13,7 @@ from functools import partial
 from tagwatch.check.recall import Known
 from tagwatch.check.workers import Job, Workers
 from tagwatch.core.changes import Change, compare
+from tagwatch.core.markup import clean_data
 from tagwatch.core.model import (
     Event,
     EventKind,
@@ -24,6 +25,7 @@ from tagwatch.core.model import (
     TagView,
     Target,
 )
+from tagwatch.core.text import clean
 from tagwatch.errors import BadResponse, RegistryError, describe_failure
 from tagwatch.registry.client import RegistryClient
 
@@ -83,9 +85,11 @@ def _described(
 
 
 def _with_change(event: Event, change: Change) -> Event:
-    details = {**event.details, "change": change.kind, "summary": change.summary}
+    """The move's details with what changed. Its text is the image publisher's (labels,
+    created times): it is stored, shown and sent as clean one-line strings."""
+    details = {**event.details, "change": change.kind, "summary": clean(change.summary, 500)}
     if change.details:
-        details["what_changed"] = dict(change.details)
+        details["what_changed"] = clean_data(change.details)
     return replace(event, details=details)
 
 

@@ -12,6 +12,7 @@ from tagwatch.check.recall import Known
 from tagwatch.check.workers import Workers
 from tagwatch.core.model import Failed, Missing, Observation, Resolved, TagKey, TagView, Target
 from tagwatch.core.refs import ImageRef
+from tagwatch.core.text import clean
 from tagwatch.errors import NotFound, RegistryError, describe_failure, raised_at
 from tagwatch.registry.client import RegistryClient
 
@@ -59,15 +60,16 @@ def observe(
     known: Resolved | None = None,
     abort: threading.Event | None = None,
 ) -> Observation:
-    """One tag: resolved, missing, or failed (never raises)."""
+    """One tag: resolved, missing, or failed (never raises). A message is the registry's
+    words in part: it is kept as one clean line (`core.text.clean`), as stored and shown."""
     if abort is not None and abort.is_set():
         return Failed("abandoned: tagwatch is stopping", "abandoned")
     try:
         return client.resolve(ref, known)
     except NotFound as exc:
-        return Missing(str(exc))
+        return Missing(clean(str(exc)))
     except RegistryError as exc:
-        return Failed(str(exc), exc.reason)
+        return Failed(clean(str(exc)), exc.reason)
     except Exception as exc:  # noqa: BLE001 - one target's bug must not end the cycle
         return _internal_error(f"{ref.name}:{ref.tag}", exc)
 
@@ -78,7 +80,7 @@ def _internal_error(name: str, exc: BaseException) -> Failed:
     what = describe_failure(exc)
     log.warning("%s: internal error while checking: %s", name, what)
     log.debug("%s: raised at %s", name, raised_at(exc))
-    return Failed(f"internal error: {what}", "internal")
+    return Failed(clean(f"internal error: {what}"), "internal")
 
 
 def _known(view: TagView | None) -> Resolved | None:

@@ -4,8 +4,8 @@ The object is plain data — strings, numbers, booleans, null, lists and objects
 the JSON Schema shipped as `tagwatch/ops/alert.schema.json` (`tagwatch ops-files` copies it
 out). `schema` is bumped on any incompatible change; fields are only ever added. Every string
 that comes from a registry, an image or a scanned file (error messages, labels, tag names,
-sources) is one clean line before it is put in: no control or format characters, no line
-breaks, cut to a length.
+sources) is one clean line before it is put in (`core.text.clean`: no escape sequence,
+control or format character, no line break, cut to a length).
 
     {"schema": 1, "event": "moved", "title": "[tagwatch] moved: docker.io/library/python:3.12",
      "severity": "info", "kind": "watch", "image": "docker.io/library/python", "tag": "3.12",
@@ -21,12 +21,12 @@ Several events at once (`mode = "summary"` or `"digest"`) are one object with `e
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from tagwatch.core.model import Event, EventKind
+from tagwatch.core.text import clean
 from tagwatch.core.times import format_time
 
 __all__ = ["SCHEMA_VERSION", "batch_object", "event_object", "severity"]
@@ -47,21 +47,8 @@ def severity(kind: EventKind) -> str:
     return "info"
 
 
-_SPACE = re.compile(r"\s+")
-
-
-def _clean(value: object, limit: int) -> str:
-    """`value` as one printable line of at most `limit` characters: spaces and line breaks
-    fold to one space; control, format (bidi, zero-width) and other unprintable characters
-    (an escape sequence's ESC with them) are dropped."""
-    text = value if isinstance(value, str) else str(value)
-    text = text[: limit * 4 + 64]  # bound the work on a hostile megabyte
-    text = "".join(c for c in _SPACE.sub(" ", text) if c.isprintable()).strip()
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
 def _text(value: Any, limit: int = 200) -> str | None:
-    return None if value is None else _clean(value, limit)
+    return None if value is None else clean(value, limit)
 
 
 def _data(value: Any, depth: int = 0) -> Any:
@@ -71,10 +58,10 @@ def _data(value: Any, depth: int = 0) -> Any:
     if depth >= 4:
         return None
     if isinstance(value, Mapping):
-        return {_clean(k, 100): _data(v, depth + 1) for k, v in list(value.items())[:100]}
+        return {clean(k, 100): _data(v, depth + 1) for k, v in list(value.items())[:100]}
     if isinstance(value, list | tuple):
         return [_data(v, depth + 1) for v in list(value)[:100]]
-    return _clean(value, _LONG)
+    return clean(value, _LONG)
 
 
 def event_object(event: Event, title: str | None = None) -> dict[str, Any]:
@@ -100,7 +87,7 @@ def event_object(event: Event, title: str | None = None) -> dict[str, Any]:
         "previous": _text(event.old_digest),
         "pinned": _text(event.pinned),
         "platforms": {
-            _clean(p, 100): {
+            clean(p, 100): {
                 "previous": _text(v.get("previous")),
                 "digest": _text(v.get("digest")),
             }
@@ -138,7 +125,7 @@ def _optional(event: Event, d: Mapping[str, Any]) -> dict[str, Any]:
     if d.get("repeat"):
         out["repeat"] = True
     if event.kind is EventKind.NEWER:
-        out["newer"] = [_clean(v, 200) for v in d.get("newer") or []]
+        out["newer"] = [clean(v, 200) for v in d.get("newer") or []]
         out["newest"] = _text(d.get("newest"))
         out["policy"] = _text(d.get("policy"))
     if event.kind is EventKind.ERROR:
@@ -151,7 +138,7 @@ def _optional(event: Event, d: Mapping[str, Any]) -> dict[str, Any]:
         out["registry"] = _text(d.get("registry") or event.image)
         out["targets"] = int(d.get("targets") or 0)
         if d.get("held_up"):
-            out["held_up"] = [_clean(h, 500) for h in list(d["held_up"])[:1000]]
+            out["held_up"] = [clean(h, 500) for h in list(d["held_up"])[:1000]]
         if d.get("down_since"):
             out["down_since"] = _text(d["down_since"])
             out["down_seconds"] = float(d.get("down_seconds") or 0)
