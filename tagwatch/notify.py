@@ -28,6 +28,7 @@ from tagwatch.core.markup import shown
 from tagwatch.core.model import DeliveryState, Event, EventKind, Route, Target
 from tagwatch.core.payload import batch_object, event_object
 from tagwatch.core.schedule import in_windows
+from tagwatch.core.text import clean
 from tagwatch.core.times import format_time
 from tagwatch.errors import ConfigError
 from tagwatch.store import Delivery, Store
@@ -63,11 +64,11 @@ _EVIDENCE = {
 _PIN_KINDS = (EventKind.STALE, EventKind.CURRENT, EventKind.PIN_MISSING)
 
 
-def _s(value: object) -> str:
+def _s(value: object, limit: int = 200) -> str:
     """A value in an alert: one clean line with every URL broken (`core.markup.shown`, text
     format). Every value the lines below interpolate goes through it: labels, annotations,
     error messages, tag names and platforms come from registries and image publishers."""
-    return shown(value, "text")
+    return shown(value, "text", limit)
 
 
 def render(event: Event) -> tuple[str, str]:
@@ -151,7 +152,7 @@ def _change_lines(d: Mapping[str, Any]) -> list[str]:
     """What changed on a move: the summary, the version and the build date."""
     lines = []
     if d.get("summary"):
-        lines.append(f"what changed: {_s(d['summary'])}")
+        lines.append(f"what changed: {_s(d['summary'], 500)}")
     what = d.get("what_changed") or {}
     version = what.get("version") or {}
     if version.get("old") or version.get("new"):
@@ -473,6 +474,11 @@ class Channel:
     def where(self) -> str:
         return self.config.where
 
+    def reason(self, text: str) -> str:
+        """Why a delivery failed, fit for a log line and the database: without the URL's
+        secrets, and one clean line (the words may be the alert service's own)."""
+        return self.scrub(clean(self.scrub(text), 300))
+
     def scrub(self, text: str) -> str:
         for part in self._secrets:
             text = text.replace(part, "****")
@@ -533,13 +539,13 @@ class Channel:
                 else apprise.NotifyFormat.TEXT,
             )
         except Exception as exc:  # noqa: BLE001 - a plugin failure is a failed delivery
-            return self.scrub(f"{type(exc).__name__}: {exc}")[:300]
+            return self.reason(f"{type(exc).__name__}: {exc}")
         finally:
             apprise_log.removeHandler(capture)
         if result:
             return None
         reason = capture.messages[-1] if capture.messages else "apprise reported a failure"
-        return self.scrub(" ".join(reason.split()))[:300]
+        return self.reason(reason)
 
 
 class Notifier:
