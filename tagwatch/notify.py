@@ -71,6 +71,14 @@ def _s(value: object, limit: int = 200) -> str:
     return shown(value, "text", limit)
 
 
+def _source(value: object) -> str:
+    """Where a pin is written: the configuration's `source` (a path, perhaps a URL the
+    operator chose to link), or what tagwatch wrote of a file, a container and its engine
+    (`container web-1 on unix:///run/docker.sock`). One clean line; its URLs are the
+    operator's own, so they are kept as they are."""
+    return clean(value)
+
+
 def render(event: Event) -> tuple[str, str]:
     """Title and body of an alert: plain text, one `label: value` per line, each value one
     inert line (`_s`); `format_body` makes Markdown or HTML of it."""
@@ -88,7 +96,7 @@ def render(event: Event) -> tuple[str, str]:
     lines += _detail_lines(event, d)
     lines.append(f"seen: {format_time(event.at)}")
     if d.get("source"):
-        lines.append(f"source: {_s(d['source'])}")
+        lines.append(f"source: {_source(d['source'])}")
     return title, "\n".join(lines)
 
 
@@ -131,7 +139,7 @@ def _whose(event: Event) -> str:
     """Which of several pins on one tag an alert is about: its `source` (two Dockerfiles
     pinning python:3.12-slim get two titles, not one twice)."""
     source = event.details.get("source")
-    return f" ({_s(source)})" if source and event.pinned else ""
+    return f" ({_source(source)})" if source and event.pinned else ""
 
 
 def _pin_lines(event: Event, d: Mapping[str, Any]) -> list[str]:
@@ -352,7 +360,7 @@ def template_fields(event: Event) -> dict[str, str]:
         "new_digest": _s(event.new_digest or ""),
         "pinned": _s(event.pinned or ""),
         "at": format_time(event.at) or "",
-        "source": _s(d.get("source") or ""),
+        "source": _source(d.get("source") or ""),
         "summary": _s(d.get("summary") or ""),
         "change": _s(d.get("change") or ""),
         "platforms_changed": ", ".join(map(_s, event.platforms_changed)),

@@ -44,7 +44,7 @@ def test_the_pieces() -> None:
     assert defang("see https://a.example, WWW.b.example and javascript://x") == (
         "see https[:]//a.example, WWW[.]b.example and javascript[:]//x"
     )
-    ours = "sha256:abc 127.0.0.1:5000/app:1 v1.2.3"
+    ours = "sha256:abc 127.0.0.1:5000/app:1 v1.2.3 unix:///run/docker.sock tcp://h:2376"
     assert defang(ours) == ours
     assert markdown("a*b_c`d[e]f(g)h!i|j~k#l\\m") == r"a\*b\_c\`d\[e\]f\(g\)h\!i\|j\~k\#l\\m"
     assert markdown("<b> R&D &amp; &#42;") == r"&lt;b&gt; R&D &amp;amp; &amp;\#42;"

@@ -40,7 +40,9 @@ FORMATS = ("text", "markdown", "html", "json")
 
 # A URL scheme (`http://`, `javascript://`, `hxxps://` alike) and a `www.` host: what chat
 # and mail clients turn into a link by themselves.
-_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,31}):(?=//)")
+# Container engine endpoints (`unix:///run/docker.sock`, `tcp://host:2376`) are addresses no
+# chat or mail client opens: they stay as written.
+_SCHEME = re.compile(r"(?i)\b(?!(?:unix|npipe|tcp|fd):)([a-z][a-z0-9+.-]{0,31}):(?=//)")
 _WWW = re.compile(r"(?i)\b(www)\.(?=\S)")
 # Characters that open or close inline markup: emphasis (* _ ~), code (`), links and images
 # ([ ] ( ) !), table cells (|), headings (#), the escape itself; then raw HTML and autolinks
@@ -51,8 +53,8 @@ _ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
 
 
 def defang(text: str) -> str:
-    """Every URL and mention in `text` made inert: `scheme://` becomes `scheme[:]//`, `www.`
-    `www[.]`, `@` `[@]`."""
+    """Every URL and mention in `text` made inert: `scheme://` becomes `scheme[:]//` (but for
+    engine endpoints: unix, npipe, tcp, fd), `www.` `www[.]`, `@` `[@]`."""
     return _WWW.sub(r"\1[.]", _SCHEME.sub(r"\1[:]", text)).replace("@", "[@]")
 
 
