@@ -1,7 +1,9 @@
 """What `status` and `history` show, as JSON-ready objects: built here once for the command
 line (`status --json`, `check --json`, `history --json`) and for the daemon's read-only API
 (`/api/v1/targets`, `/api/v1/targets/{image}:{tag}/history`) and status page, so that the two
-can never disagree. Reads the store; prints nothing.
+can never disagree. Reads the store; prints nothing. Every string in them is one clean line
+(`core.markup.clean_data`): error messages, what changed and platform names come from
+registries and image publishers.
 
 The shape of both is part of the contract (../shared/contract.md, "Command line").
 """
@@ -13,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tagwatch.config import Config
+from tagwatch.core.markup import clean_data
 from tagwatch.core.model import REGISTRY_TARGET, TagKey
 from tagwatch.core.times import format_time
 from tagwatch.store import Store, Undelivered
@@ -87,7 +90,8 @@ def status_objects(
             *undelivered.get(REGISTRY_TARGET + target.ref.registry, ()),
         ]
         out.append(obj)
-    return out
+    cleaned: list[dict[str, Any]] = clean_data(out)
+    return cleaned
 
 
 def history_objects(store: Store, key: TagKey) -> list[dict[str, Any]]:
@@ -116,4 +120,5 @@ def history_objects(store: Store, key: TagKey) -> list[dict[str, Any]]:
             if details.get("platforms_watched"):
                 obj["platforms_watched"] = details["platforms_watched"]
         objects.append(obj)
-    return objects
+    cleaned: list[dict[str, Any]] = clean_data(objects)
+    return cleaned
