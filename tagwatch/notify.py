@@ -26,7 +26,7 @@ from tagwatch.core.drift import watched_platform_digests
 from tagwatch.core.durations import format_duration
 from tagwatch.core.markup import shown
 from tagwatch.core.model import DeliveryState, Event, EventKind, Route, Target
-from tagwatch.core.payload import batch_object, event_object
+from tagwatch.core.payload import batch_object, event_object, severity
 from tagwatch.core.schedule import in_windows
 from tagwatch.core.text import clean
 from tagwatch.core.times import format_time
@@ -369,16 +369,6 @@ def template_fields(event: Event) -> dict[str, str]:
     }
 
 
-def _notify_type(kind: EventKind) -> str:
-    if kind in (EventKind.CURRENT, EventKind.RECOVERED, EventKind.RETURNED):
-        return "success"
-    if kind in (EventKind.ERROR, EventKind.PIN_MISSING, EventKind.REWRITTEN):
-        return "failure"
-    if kind in (EventKind.STALE, EventKind.VANISHED):
-        return "warning"
-    return "info"
-
-
 def _secret_parts(url: str) -> list[str]:
     """Pieces of an apprise URL that could be secret, longest first, for scrubbing."""
     parts = {url}
@@ -541,7 +531,7 @@ class Channel:
             result = self._apprise.notify(
                 title=title,
                 body=body,
-                notify_type=_notify_type(kind),
+                notify_type=severity(kind),
                 body_format=formats.get(fmt, apprise.NotifyFormat.TEXT)
                 if event is not None
                 else apprise.NotifyFormat.TEXT,
