@@ -524,9 +524,7 @@ class _Table:
         value = self.get(key, list, [])
         for item in value:
             if not isinstance(item, str) or not item.strip():
-                raise self.fail(
-                    key, f"must be a list of non-empty strings{self._not(key, value)}"
-                )
+                raise self.fail(key, f"must be a list of non-empty strings{self._not(key, value)}")
         return tuple(value)
 
     def duration(self, key: str, default: float) -> float:
@@ -785,9 +783,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     )
 
 
-def _check_routes(
-    reader: _Reader, doc: Mapping[str, Any], notify: Sequence[NotifyConfig]
-) -> None:
+def _check_routes(reader: _Reader, doc: Mapping[str, Any], notify: Sequence[NotifyConfig]) -> None:
     """Every routing tag (`notify` on a watch, pin or source) is carried by a [[notify]]
     target: a typo would otherwise route its alerts nowhere, silently."""
     carried = sorted({tag for target in notify for tag in target.tags})
@@ -1041,24 +1037,8 @@ def _engine(table: _Table, shown: str, env: Mapping[str, str]) -> EngineConfig:
     """`engine = "unix:///var/run/docker.sock"`, `"tcp://host:2376"` (TLS with `cert_path`,
     a folder of ca.pem, cert.pem and key.pem as Docker's CLI takes them) or `"env"` (from
     DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_TLS and DOCKER_CERT_PATH, as Docker's CLI does)."""
-    text = table.string("engine")
-    cert_path = _expand(table, "cert_path", table.string("cert_path"), env)
-    verify_key = table.get("tls_verify", bool, None)
+    text, where, tls, verify, cert_path = _engine_setting(table, env)
     insecure = table.get("insecure", bool, False)
-    tls = cert_path is not None or verify_key is True
-    verify = verify_key if verify_key is not None else True
-    if text == "env":
-        text = env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        from_env_verify = bool(env.get("DOCKER_TLS_VERIFY"))
-        if cert_path is None and (from_env_verify or env.get("DOCKER_TLS")):
-            tls, verify = True, from_env_verify
-            cert_path = env.get("DOCKER_CERT_PATH") or os.path.join(
-                env.get("HOME", "~"), ".docker"
-            )
-        where = f"engine (DOCKER_HOST={text})"
-    else:
-        where = None
-    assert text is not None
 
     def fail(message: str) -> ConfigError:
         return table.fail("engine", f"{where}: {message}" if where else message)
@@ -1088,24 +1068,7 @@ def _engine(table: _Table, shown: str, env: Mapping[str, str]) -> EngineConfig:
             f"{text} without TLS: the engine's API would travel in clear; give cert_path "
             "(ca.pem, cert.pem, key.pem), or insecure = true"
         )
-    ca = cert = key = None
-    if tls:
-        folder = Path(cert_path) if cert_path else None
-        if folder is not None and not folder.is_absolute():
-            folder = Path(shown).parent / folder
-        if folder is not None:
-            files = {name: folder / name for name in ("ca.pem", "cert.pem", "key.pem")}
-            if verify and not files["ca.pem"].is_file():
-                raise table.fail("cert_path", f"{files['ca.pem']} does not exist (tls_verify)")
-            has = [n for n in ("cert.pem", "key.pem") if files[n].is_file()]
-            if len(has) == 1:
-                missing = "key.pem" if has == ["cert.pem"] else "cert.pem"
-                raise table.fail("cert_path", f"{folder / missing} does not exist")
-            ca = str(files["ca.pem"]) if files["ca.pem"].is_file() else None
-            if has:
-                cert, key = str(files["cert.pem"]), str(files["key.pem"])
-        elif verify:
-            raise table.fail("tls_verify", "needs cert_path (a folder with ca.pem)")
+    ca, cert, key = _engine_tls_files(table, shown, cert_path, verify) if tls else (None,) * 3
     return EngineConfig(
         address=text,
         host=host.strip("[]"),
@@ -1116,6 +1079,53 @@ def _engine(table: _Table, shown: str, env: Mapping[str, str]) -> EngineConfig:
         cert_file=cert,
         key_file=key,
     )
+
+
+def _engine_setting(
+    table: _Table, env: Mapping[str, str]
+) -> tuple[str, str | None, bool, bool, str | None]:
+    """The engine's address, where it came from (for messages; None: the config itself),
+    whether TLS is on and verified, and the folder of its keys: from the table, or from
+    Docker's environment variables for `engine = "env"`."""
+    text = table.string("engine")
+    assert text is not None
+    cert_path = _expand(table, "cert_path", table.string("cert_path"), env)
+    verify_key = table.get("tls_verify", bool, None)
+    tls = cert_path is not None or verify_key is True
+    verify = verify_key if verify_key is not None else True
+    if text != "env":
+        return text, None, tls, verify, cert_path
+    text = env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    from_env_verify = bool(env.get("DOCKER_TLS_VERIFY"))
+    if cert_path is None and (from_env_verify or env.get("DOCKER_TLS")):
+        tls, verify = True, from_env_verify
+        cert_path = env.get("DOCKER_CERT_PATH") or os.path.join(env.get("HOME", "~"), ".docker")
+    return text, f"engine (DOCKER_HOST={text})", tls, verify, cert_path
+
+
+def _engine_tls_files(
+    table: _Table, shown: str, cert_path: str | None, verify: bool
+) -> tuple[str | None, str | None, str | None]:
+    """ca.pem, cert.pem and key.pem from `cert_path` (relative to the config file), each
+    None when absent; a client certificate needs both halves, verification needs the CA."""
+    if cert_path is None:
+        if verify:
+            raise table.fail("tls_verify", "needs cert_path (a folder with ca.pem)")
+        return None, None, None
+    folder = Path(cert_path)
+    if not folder.is_absolute():
+        folder = Path(shown).parent / folder
+    files = {name: folder / name for name in ("ca.pem", "cert.pem", "key.pem")}
+    if verify and not files["ca.pem"].is_file():
+        raise table.fail("cert_path", f"{files['ca.pem']} does not exist (tls_verify)")
+    has = [n for n in ("cert.pem", "key.pem") if files[n].is_file()]
+    if len(has) == 1:
+        missing = "key.pem" if has == ["cert.pem"] else "cert.pem"
+        raise table.fail("cert_path", f"{folder / missing} does not exist")
+    ca = str(files["ca.pem"]) if files["ca.pem"].is_file() else None
+    if has:
+        return ca, str(files["cert.pem"]), str(files["key.pem"])
+    return ca, None, None
 
 
 def _kubernetes(table: _Table, shown: str, env: Mapping[str, str]) -> KubernetesConfig:

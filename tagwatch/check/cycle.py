@@ -18,7 +18,7 @@ from tagwatch.check.decide import decide_all
 from tagwatch.check.deliver import deliver
 from tagwatch.check.describe import describe_moves
 from tagwatch.check.newer import find_newer
-from tagwatch.check.outages import registry_outages
+from tagwatch.check.outages import Outages, registry_outages
 from tagwatch.check.pinfacts import pin_facts
 from tagwatch.check.recall import Known, recall
 from tagwatch.check.record import record
@@ -26,7 +26,17 @@ from tagwatch.check.report import CycleReport, TargetResult
 from tagwatch.check.resolve import resolve
 from tagwatch.check.workers import Slots, Workers
 from tagwatch.config import Config
-from tagwatch.core.model import Failed, Missing, Observation, Policy, TagKey, Target
+from tagwatch.core.drift import PinFacts
+from tagwatch.core.model import (
+    Event,
+    Failed,
+    Missing,
+    Observation,
+    Outcome,
+    Policy,
+    TagKey,
+    Target,
+)
 from tagwatch.errors import StoreError
 from tagwatch.notify import Notifier
 from tagwatch.registry.client import RegistryClient
@@ -69,37 +79,15 @@ def run_cycle(
         known = recall(store)
     except StoreError as exc:
         return _finish(report, clock, error=str(exc))
-    steps.info(
-        "recall: the database knows %s and %s",
-        _n(len(known.tags), "tag"),
-        _n(len(known.targets), "watch or pin", "watches and pins"),
-    )
-    tags = {t.tag_key for t in targets}
-    registries = sorted({t.ref.registry for t in targets})
-    steps.info(
-        "resolve: %s of %s on %s (at most %d requests at once)",
-        _n(len(tags), "tag"),
-        _n(len(targets), "watch or pin", "watches and pins"),
-        ", ".join(registries) or "no registry",
-        workers.limit,
-    )
+    _say_plan(known, targets, workers)
     began = time.monotonic()
     observations = resolve(targets, known, client, workers, abort)
-    _log_resolved(observations, known, time.monotonic() - began)
+    _say_resolved(observations, known, time.monotonic() - began)
     facts = pin_facts(targets, known, observations, client, workers, now)
-    if facts:
-        steps.info(
-            "pin facts: %s behind: when they fell behind, whether the pinned digest still exists",
-            _n(len(facts), "pin"),
-        )
+    _say_facts(facts)
     ttl = timedelta(seconds=0 if refresh_tags else settings.tag_list_ttl)
     newer = find_newer(targets, observations, store, client, workers, now, ttl)
-    if any(t.newer for t in targets):
-        steps.info(
-            "newer: %d of %d watches and pins with a `newer` policy have newer version tags",
-            sum(1 for found in newer.values() if found),
-            sum(1 for t in targets if t.newer),
-        )
+    _say_newer(targets, newer)
     policy = Policy(settings.first_check_notify, settings.error_after)
     outcomes = decide_all(
         targets,
@@ -112,12 +100,9 @@ def run_cycle(
         store=store,
         notifier=notifier,
     )
-    decided_events = [p.event.kind.value for o in outcomes for p in o.events]
-    steps.info("decide: %s", _counted(decided_events, "event") or "no events")
+    _say_decided(outcomes)
     if settings.describe_moves:
-        moves = sum(1 for o in outcomes if o.moved)
-        if moves:
-            steps.info("describe: what changed in %s (the images' configs)", _n(moves, "move"))
+        _say_describing(outcomes)
         outcomes = describe_moves(outcomes, known, observations, client, workers)
     # A request cut short by a shutdown is not a failed check: record nothing.
     if abort is not None and abort.is_set():
@@ -136,11 +121,86 @@ def run_cycle(
             )
             report.results = [TargetResult.of(outcome) for outcome in decided.outcomes]
             report.registry_events = [planned.event for planned in decided.events]
-            for event in report.registry_events:
-                steps.info("outages: %s %s", event.kind.value, event.subject)
+            _say_outages(report.registry_events)
             record(store, now, observations, decided, hold=hold_alerts)
     except StoreError as exc:
         return _finish(report, clock, error=f"{exc}; nothing from this cycle was recorded")
+    _say_recorded(observations, decided, hold_alerts)
+    if notifier is not None and not hold_alerts:
+        _deliver(report, notifier, clock)
+    return _finish(report, clock)
+
+
+def _deliver(report: CycleReport, notifier: Notifier, clock: Callable[[], datetime]) -> None:
+    try:
+        report.sent, report.send_failures = deliver(notifier, clock)
+    except StoreError as exc:
+        report.error = str(exc)
+    else:
+        steps.info(
+            "deliver: %d sent, %d failed (a failed one is retried next time)",
+            report.sent,
+            report.send_failures,
+        )
+
+
+# What each step says on `tagwatch.steps` (-v): one function per step, so that run_cycle
+# reads as the list of phases.
+
+
+def _say_plan(known: Known, targets: Sequence[Target], workers: Workers) -> None:
+    steps.info(
+        "recall: the database knows %s and %s",
+        _n(len(known.tags), "tag"),
+        _n(len(known.targets), "watch or pin", "watches and pins"),
+    )
+    tags = {t.tag_key for t in targets}
+    registries = sorted({t.ref.registry for t in targets})
+    steps.info(
+        "resolve: %s of %s on %s (at most %d requests at once)",
+        _n(len(tags), "tag"),
+        _n(len(targets), "watch or pin", "watches and pins"),
+        ", ".join(registries) or "no registry",
+        workers.limit,
+    )
+
+
+def _say_facts(facts: Mapping[str, PinFacts]) -> None:
+    if facts:
+        steps.info(
+            "pin facts: %s behind: when they fell behind, whether the pinned digest still exists",
+            _n(len(facts), "pin"),
+        )
+
+
+def _say_newer(targets: Sequence[Target], newer: Mapping[str, list[str]]) -> None:
+    if any(t.newer for t in targets):
+        steps.info(
+            "newer: %d of %d watches and pins with a `newer` policy have newer version tags",
+            sum(1 for found in newer.values() if found),
+            sum(1 for t in targets if t.newer),
+        )
+
+
+def _say_decided(outcomes: Sequence[Outcome]) -> None:
+    decided_events = [p.event.kind.value for o in outcomes for p in o.events]
+    steps.info("decide: %s", _counted(decided_events, "event") or "no events")
+
+
+def _say_describing(outcomes: Sequence[Outcome]) -> None:
+    moves = sum(1 for o in outcomes if o.moved)
+    if moves:
+        steps.info("describe: what changed in %s (the images' configs)", _n(moves, "move"))
+
+
+def _say_outages(events: Sequence[Event]) -> None:
+    for event in events:
+        steps.info("outages: %s %s", event.kind.value, event.subject)
+
+
+def _say_recorded(
+    observations: Mapping[TagKey, Observation], decided: Outages, hold_alerts: bool
+) -> None:
     routes = sum(len(p.routes) for o in decided.outcomes for p in o.events)
     routes += sum(len(p.routes) for p in decided.events)
     steps.info(
@@ -149,18 +209,6 @@ def run_cycle(
         _n(routes, "alert delivery", "alert deliveries"),
         " (held: --no-notify)" if hold_alerts else "",
     )
-    if notifier is not None and not hold_alerts:
-        try:
-            report.sent, report.send_failures = deliver(notifier, clock)
-        except StoreError as exc:
-            report.error = str(exc)
-        else:
-            steps.info(
-                "deliver: %d sent, %d failed (a failed one is retried next time)",
-                report.sent,
-                report.send_failures,
-            )
-    return _finish(report, clock)
 
 
 def _n(count: int, one: str, many: str | None = None) -> str:
@@ -179,7 +227,7 @@ def _counted(items: Sequence[str], noun: str) -> str:
     return f"{_n(len(items), noun)} ({what})"
 
 
-def _log_resolved(observations: Mapping[TagKey, Observation], known: Known, took: float) -> None:
+def _say_resolved(observations: Mapping[TagKey, Observation], known: Known, took: float) -> None:
     if not steps.isEnabledFor(logging.INFO):
         return
     moved = unchanged = first = 0

@@ -249,10 +249,7 @@ def from_pods(pods: Iterable[Any], stopped: bool = False) -> list[Running]:
     for pod in pods:
         if not isinstance(pod, dict):
             continue
-        meta = pod.get("metadata") if isinstance(pod.get("metadata"), dict) else {}
-        spec = pod.get("spec") if isinstance(pod.get("spec"), dict) else {}
-        status = pod.get("status") if isinstance(pod.get("status"), dict) else {}
-        assert isinstance(meta, dict) and isinstance(spec, dict) and isinstance(status, dict)
+        meta, spec, status = (_dict(pod.get(k)) for k in ("metadata", "spec", "status"))
         pod_name = f"{_text(meta.get('namespace')) or 'default'}/{_text(meta.get('name')) or '?'}"
         for spec_key, status_key in _STATUS_LISTS:
             declared: dict[str, str] = {}
@@ -265,40 +262,42 @@ def from_pods(pods: Iterable[Any], stopped: bool = False) -> list[Running]:
                 if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
                     continue
                 name = entry["name"]
-                place = f"pod {pod_name} container {name}"
                 image = declared.get(name) or _text(entry.get("image"))
-                state = entry.get("state") if isinstance(entry.get("state"), dict) else {}
-                assert isinstance(state, dict)
-                running = isinstance(state.get("running"), dict)
-                image_id = _text(entry.get("imageID"))
-                if not running and not stopped and image_id:
-                    continue  # ran and stopped (a finished init container, a crash loop)
-                ref, problem = _pinnable(image, place)
-                if problem is not None:
-                    out.append(problem)
-                    continue
-                assert ref is not None
-                if not image_id:
-                    waiting = state.get("waiting") if isinstance(state.get("waiting"), dict) else {}
-                    assert isinstance(waiting, dict)
-                    reason = _text(waiting.get("reason")) or "waiting"
-                    out.append(Running(place, image, problem=f"image not pulled yet ({reason})"))
-                    continue
-                pulled, digest = _image_id(image_id)
-                if ref.digest is not None and digest is None:
-                    digest, pulled = ref.digest, ref
-                if pulled is None or digest is None:
-                    out.append(Running(place, image, problem=NO_REPO_DIGEST.format(name=ref.name)))
-                    continue
-                if (pulled.registry, pulled.repository) != (ref.registry, ref.repository):
-                    out.append(
-                        Running(
-                            place,
-                            image,
-                            problem=f"its imageID names another repository ({pulled.name}): "
-                            "not compared with the tag",
-                        )
-                    )
-                    continue
-                out.append(Running(place, str(ref.without_digest()), digest))
+                found = _pod_container(f"pod {pod_name} container {name}", image, entry, stopped)
+                if found is not None:
+                    out.append(found)
     return out
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _pod_container(place: str, image: str, entry: dict[str, Any], stopped: bool) -> Running | None:
+    """One container status of a Pod as what it runs (None: it ran and stopped, and
+    `stopped` is off)."""
+    state = _dict(entry.get("state"))
+    running = isinstance(state.get("running"), dict)
+    image_id = _text(entry.get("imageID"))
+    if not running and not stopped and image_id:
+        return None  # ran and stopped (a finished init container, a crash loop)
+    ref, problem = _pinnable(image, place)
+    if problem is not None:
+        return problem
+    assert ref is not None
+    if not image_id:
+        reason = _text(_dict(state.get("waiting")).get("reason")) or "waiting"
+        return Running(place, image, problem=f"image not pulled yet ({reason})")
+    pulled, digest = _image_id(image_id)
+    if ref.digest is not None and digest is None:
+        digest, pulled = ref.digest, ref
+    if pulled is None or digest is None:
+        return Running(place, image, problem=NO_REPO_DIGEST.format(name=ref.name))
+    if (pulled.registry, pulled.repository) != (ref.registry, ref.repository):
+        return Running(
+            place,
+            image,
+            problem=f"its imageID names another repository ({pulled.name}): "
+            "not compared with the tag",
+        )
+    return Running(place, str(ref.without_digest()), digest)
