@@ -79,9 +79,20 @@ def test_secrets_appear_nowhere(registry_basic: Registry, registry_token: Regist
     daemon = subprocess.Popen([sys.executable, "-m", "tagwatch", "run", "-vvv", "-c",
                                str(config)], env=env, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(3)
+        # Until its first cycle is done (/healthz 200), however loaded the machine is.
+        deadline = time.monotonic() + 60
+        health = ""
+        while time.monotonic() < deadline and daemon.poll() is None:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+            except httpx.TransportError:
+                answer = None
+            if answer is not None and answer.status_code == 200:
+                health = answer.text
+                break
+            time.sleep(0.1)
+        assert health, "the daemon never answered /healthz with 200"
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-        health = httpx.get(f"http://127.0.0.1:{port}/healthz").text
     finally:
         daemon.send_signal(signal.SIGTERM)
         _, daemon_log = daemon.communicate(timeout=20)
