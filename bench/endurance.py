@@ -384,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--src", help="run the tagwatch package found in this directory")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
+    # Killed (CI's timeout, `kill`): unwind as on Ctrl-C, so that the daemon and the registry
+    # it started are stopped and the work directory removed, not left running.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     plan = QUICK if args.quick else FULL
     changes = {
         k: getattr(args, k)
