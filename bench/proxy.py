@@ -4,7 +4,8 @@ Every chunk read from a client is held for `delay` seconds before it is forwarde
 answers come back at once. A small HTTP/1.1 request (a HEAD or GET without a body) arrives
 in one chunk, so with keep-alive each request is delayed once, as a far-away registry would
 delay it, while the connection itself is not. `chunks` and `requests` (request lines seen)
-let the caller check that one chunk was one request.
+let the caller check that one chunk was one request; `first` is when the first request
+arrived (a client's start-up ends there).
 
 It runs an asyncio loop in a daemon thread of the calling process:
 
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import re
 import threading
+import time
 
 _REQUEST_LINE = re.compile(rb"(?:^|\r\n)[A-Z]+ \S+ HTTP/1\.[01]\r\n")
 
@@ -29,6 +31,7 @@ class DelayProxy:
         self.chunks = 0
         self.requests = 0
         self.connections = 0
+        self.first: float | None = None  # time.monotonic() when the first request arrived
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.AbstractServer | None = None
@@ -82,6 +85,8 @@ class DelayProxy:
         async def client_to_upstream() -> None:
             try:
                 while chunk := await reader.read(65536):
+                    if self.first is None:
+                        self.first = time.monotonic()
                     self.chunks += 1
                     self.requests += len(_REQUEST_LINE.findall(chunk))
                     await asyncio.sleep(self.delay)
