@@ -51,8 +51,8 @@ from tagwatch.errors import TagwatchError
 from tagwatch.metrics import Metrics, StateRow, state_rows
 from tagwatch.notify import Notifier
 from tagwatch.registry.client import RegistryClient, client_for
+from tagwatch.registry.heads import IDLE_TIMEOUT
 from tagwatch.registry.slots import FairSlots
-from tagwatch.registry.transport import IDLE_TIMEOUT
 from tagwatch.sdnotify import SystemdNotifier
 from tagwatch.sources import read_sources
 from tagwatch.store import Store

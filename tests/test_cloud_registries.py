@@ -83,7 +83,7 @@ def test_ghcr_token_without_expires_in_defaults_to_60s() -> None:
     )
     ghcr.put_image("owner/app", "main", "a")
     auth = RegistryAuth("ghcr.io", None, clock=lambda: now[0])
-    with httpx.Client(transport=httpx.MockTransport(ghcr), auth=auth) as http:
+    with httpx.Client(transport=httpx.MockTransport(ghcr), auth=auth.flow()) as http:
         url = "https://ghcr.io/v2/owner/app/manifests/main"
         assert http.head(url).status_code == 200
         now[0] += 45

@@ -1,11 +1,13 @@
 """Phase 2, resolve: each distinct tag once, however many watches and pins name it,
-concurrently under the global and per-registry caps (worker threads do HTTP only)."""
+concurrently under the global and per-registry caps. Every tag's HEAD goes out at once on
+this thread (`RegistryClient.resolve_many`); what a HEAD does not settle (a GET, a retry, a
+token to fetch) is finished on worker threads."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
 from tagwatch.check.recall import Known
@@ -34,16 +36,37 @@ def resolve(
     for target in targets:
         if target.source_error is None:  # what it runs is unknown: nothing to compare with
             refs.setdefault(target.tag_key, target.ref.without_digest())
+    keys = list(refs)
+    items = [(refs[key], _known(known.tag(key))) for key in keys]
+    try:
+        heads = client.resolve_many(
+            items, limit=workers.limit, caps=workers.caps, slots=workers.slots, abort=abort
+        )
+    except Exception as exc:  # noqa: BLE001 - a bug there: every tag the long way instead
+        log.warning("resolving the cycle's HEADs together failed: %s", describe_failure(exc))
+        log.debug("raised at %s", raised_at(exc))
+        heads = [partial(client.resolve, ref, known) for ref, known in items]
+    observations: dict[TagKey, Observation] = {}
+    rest: list[int] = []
+    for index, outcome in enumerate(heads):
+        if isinstance(outcome, Resolved):
+            observations[keys[index]] = outcome
+        elif isinstance(outcome, RegistryError):
+            observations[keys[index]] = _failure(outcome)
+        else:
+            rest.append(index)
+    names = [refs[keys[i]].name + ":" + keys[i][2] for i in rest]
     jobs = [
-        (ref.registry, partial(observe, client, ref, _known(known.tag(key)), abort))
-        for key, ref in refs.items()
+        (refs[keys[i]].registry, partial(_finish, heads[i], names[n], abort))  # type: ignore[arg-type]
+        for n, i in enumerate(rest)
     ]
-    names = [ref.name + ":" + key[2] for key, ref in refs.items()]
 
     def failed(index: int, exc: BaseException) -> Observation:
         return _internal_error(names[index], exc)
 
-    return dict(zip(refs, workers.run(jobs, failed), strict=True))
+    for index, observation in zip(rest, workers.run(jobs, failed), strict=True):
+        observations[keys[index]] = observation
+    return {key: observations[key] for key in keys}
 
 
 def observation_of(target: Target, observations: Mapping[TagKey, Observation]) -> Observation:
@@ -62,16 +85,28 @@ def observe(
 ) -> Observation:
     """One tag: resolved, missing, or failed (never raises). A message is the registry's
     words in part: it is kept as one clean line (`core.text.clean`), as stored and shown."""
+    return _finish(partial(client.resolve, ref, known), f"{ref.name}:{ref.tag}", abort)
+
+
+def _finish(
+    resolve: Callable[[], Resolved], name: str, abort: threading.Event | None = None
+) -> Observation:
+    """A tag's resolution finished on a worker thread (never raises)."""
     if abort is not None and abort.is_set():
         return Failed("abandoned: tagwatch is stopping", "abandoned")
     try:
-        return client.resolve(ref, known)
-    except NotFound as exc:
-        return Missing(clean(str(exc)))
+        return resolve()
     except RegistryError as exc:
-        return Failed(clean(str(exc)), exc.reason)
+        return _failure(exc)
     except Exception as exc:  # noqa: BLE001 - one target's bug must not end the cycle
-        return _internal_error(f"{ref.name}:{ref.tag}", exc)
+        return _internal_error(name, exc)
+
+
+def _failure(exc: RegistryError) -> Observation:
+    """A registry's error as the tag's observation, its message one clean line."""
+    if isinstance(exc, NotFound):
+        return Missing(clean(str(exc)))
+    return Failed(clean(str(exc)), exc.reason)
 
 
 def _internal_error(name: str, exc: BaseException) -> Failed:

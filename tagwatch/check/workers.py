@@ -12,16 +12,30 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from tagwatch.config import Config
 
 __all__ = ["Fallback", "Job", "Workers", "registry_caps", "run_bounded"]
 
 T = TypeVar("T")
-Slots = AbstractContextManager[Any]  # held around each job: the daemon's share of `concurrency`
+
+
+class Slots(Protocol):
+    """The daemon's share of `concurrency` (registry/slots.py): held around each job, or one
+    by one around each of the HEADs multiplexed on one thread."""
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any, /) -> Any: ...
+
+    def acquire(self) -> None: ...
+
+    def try_acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
+
 
 #: One unit of HTTP work: the registry it talks to (its group) and the call.
 Job = tuple[str, Callable[[], T]]

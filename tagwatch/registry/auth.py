@@ -1,5 +1,5 @@
-"""Registry authentication as an `httpx.Auth` flow: anonymous, HTTP basic, and bearer tokens
-obtained through the `WWW-Authenticate` challenge.
+"""Registry authentication: anonymous, HTTP basic, and bearer tokens obtained through the
+`WWW-Authenticate` challenge; the exchange is an `httpx.Auth` flow (`RegistryAuth.flow()`).
 
 One `RegistryAuth` serves one registry host for the life of the process (the daemon keeps it
 across cycles), and is shared by the worker threads of a cycle:
@@ -30,8 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from tagwatch.core.challenge import Challenge, parse_www_authenticate
 from tagwatch.core.jsondoc import JSONError, loads
@@ -40,7 +39,9 @@ from tagwatch.core.text import clean
 from tagwatch.errors import AuthError, RegistryUnavailable
 from tagwatch.registry.deadline import left
 from tagwatch.registry.dockercreds import Credentials
-from tagwatch.registry.transport import BodyError
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["MAX_TOKEN_BYTES", "RegistryAuth", "repository_of", "token_lifetime"]
 
@@ -112,11 +113,10 @@ def _basic(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(raw).decode("ascii")
 
 
-class RegistryAuth(httpx.Auth):
-    """The 401-challenge → token → retry dance for one registry host."""
-
-    requires_request_body = False
-    requires_response_body = False  # token bodies are read explicitly; manifests are streamed
+class RegistryAuth:
+    """The 401-challenge → token → retry dance for one registry host, and what a request needs
+    right now (`authorization`). Plain state: the steady-state HEADs (registry/heads.py) use it
+    without loading httpx; `flow()` is the `httpx.Auth` for everything else."""
 
     def __init__(
         self,
@@ -135,6 +135,11 @@ class RegistryAuth(httpx.Auth):
         self._lock = threading.Lock()
         self._probe = threading.Lock()
         self._scope_locks: dict[str, threading.Lock] = {}
+
+    @property
+    def scheme(self) -> str | None:
+        """How the registry authenticates, once learned: "none", "basic" or "bearer"."""
+        return self._scheme
 
     def authorization(self, path: str) -> str | None:
         """The Authorization value a request to `path` would carry right now without any
@@ -156,13 +161,25 @@ class RegistryAuth(httpx.Auth):
         token = self._cached(f"repository:{repository}:pull")
         return f"Bearer {token}" if token is not None else None
 
+    def learned(self, status: int, challenges: list[str]) -> bool:
+        """What the answer to a request sent without Authorization, while the scheme was not
+        known yet, teaches (the HEAD fast path's first request to a registry): any answer but
+        a 401 means none is needed; a 401 with a challenge that can be answered teaches its
+        scheme (True: the request is to be made again through the flow, which fetches the
+        token); False when it cannot be answered and the 401 stands."""
+        if status != 401:
+            if self._scheme is None:
+                self._scheme = "none"
+            return False
+        return self._learn(parse_www_authenticate(challenges), None)
+
     # --- the flow -------------------------------------------------------------------------
 
-    def sync_auth_flow(
-        self, request: httpx.Request
-    ) -> Generator[httpx.Request, httpx.Response, None]:
-        # Sync only: the flow blocks on locks while another thread fetches a token.
-        return self.auth_flow(request)
+    def flow(self) -> httpx.Auth:
+        """This registry's authentication as httpx's `auth=` (one per httpx client)."""
+        from tagwatch.registry.transport import AuthFlow
+
+        return AuthFlow(self)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         scope = self._scope(request)
@@ -272,6 +289,8 @@ class RegistryAuth(httpx.Auth):
     # --- the token request ----------------------------------------------------------------
 
     def _realm(self, request: httpx.Request) -> httpx.URL:
+        import httpx
+
         try:
             realm = request.url.join(self._bearer["realm"])
             shown = clean(str(realm.copy_with(query=None, fragment=None)), 120)
@@ -296,6 +315,10 @@ class RegistryAuth(httpx.Auth):
     def _fetch_token(
         self, request: httpx.Request, scope: str | None
     ) -> Generator[httpx.Request, httpx.Response, str]:
+        import httpx
+
+        from tagwatch.registry.transport import BodyError
+
         realm = self._realm(request)
         service = self._bearer.get("service")
         # A scope from the challenge is used when the request has no repository (e.g. /v2/).

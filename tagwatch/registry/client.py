@@ -17,10 +17,12 @@ A registry may be hostile, and whatever it sends:
 * credentials go only to the registry and to the token service its own challenge names
   (`auth.py`).
 
-Connections are owned per registry (`_Endpoint`): one `httpx.Client` and a pool of
-`http.client` connections for the steady-state HEADs (`transport.py`), kept alive across
-cycles and closed by `close_idle` (the daemon calls it when a registry's next cycle is further
-away than IDLE_TIMEOUT) and `close`.
+Connections are owned per registry (`_Endpoint`): one `httpx.Client` and a pool of kept
+connections for the steady-state HEADs (`heads.py`), kept alive across cycles and closed by
+`close_idle` (the daemon calls it when a registry's next cycle is further away than
+IDLE_TIMEOUT) and `close`. A cycle's HEADs go out together (`resolve_many`), multiplexed on
+one thread; httpx is loaded only for what a HEAD does not settle (a challenge to answer, a
+token to fetch, a GET, a redirect, an error to retry).
 
 Every HTTP request is logged at DEBUG on `tagwatch.registry`: method, URL (query values other
 than paging and scope left out), status and milliseconds; never a header.
@@ -29,21 +31,16 @@ than paging and scope left out), status and milliseconds; never a header.
 from __future__ import annotations
 
 import functools
-import http.client
 import logging
 import random
 import re
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from tagwatch import __version__
 from tagwatch.config import Config, RegistryConfig
@@ -76,14 +73,26 @@ from tagwatch.registry.auth import RegistryAuth
 from tagwatch.registry.deadline import within
 from tagwatch.registry.dockercreds import Credentials, docker_credentials
 from tagwatch.registry.gate import Gate
-from tagwatch.registry.transport import (
-    ACCEPT_ENCODING,
-    DEFAULT_MAX_BODY,
-    IDLE_TIMEOUT,
-    BodyError,
-    BoundedTransport,
-    HeadConnections,
+from tagwatch.registry.heads import (
+    WAIT,
+    Answer,
+    CannotConnect,
+    ClosedEarly,
+    HeadJob,
+    HeadPool,
+    ProtocolError,
+    RequestMaker,
+    Slots,
+    Wait,
+    exchange,
+    request_bytes,
+    run_heads,
 )
+
+if TYPE_CHECKING:
+    import ssl
+
+    import httpx
 
 __all__ = ["RegistryClient", "RequestObserver"]
 
@@ -141,7 +150,7 @@ class _Endpoint:
         gate: Gate,
         *,
         insecure: bool,
-        verify: ssl.SSLContext,
+        make_tls: Callable[[], ssl.SSLContext],
         limit: int,
         timeout: float,
         make_client: Callable[[_Endpoint], httpx.Client],
@@ -151,15 +160,25 @@ class _Endpoint:
         self.auth = auth
         self.gate = gate
         self.insecure = insecure
-        self.verify = verify
         self.limit = limit
         self._timeout = timeout
+        self._make_tls = make_tls
+        self._tls: ssl.SSLContext | None = None
+        self._tls_lock = threading.Lock()
         self._make_client = make_client
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
         self._in_flight = 0
         self._closed = False
-        self.heads = HeadConnections(base, timeout=timeout, size=limit + 2, verify=verify)
+        self.heads = HeadPool(base, timeout=timeout, size=limit + 2, tls=self.tls_context)
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The registry's TLS context, made once when first needed (never for plain http):
+        every connection, httpx's and the HEAD pool's, uses it."""
+        with self._tls_lock:
+            if self._tls is None:
+                self._tls = self._make_tls()
+            return self._tls
 
     @contextmanager
     def busy(self) -> Iterator[httpx.Client]:
@@ -183,9 +202,7 @@ class _Endpoint:
             self.base = "http://" + self.base.removeprefix("https://")
             old, self.heads = (
                 self.heads,
-                HeadConnections(
-                    self.base, timeout=self._timeout, size=self.limit + 2, verify=self.verify
-                ),
+                HeadPool(self.base, timeout=self._timeout, size=self.limit + 2),
             )
         old.close()
 
@@ -222,16 +239,12 @@ def _contained(
         except RegistryError:
             raise
         except Exception as exc:  # noqa: BLE001 - the registry's answer caused it: contained
-            log.debug("unexpected error reading %s from %s", ref, ref.api_host, exc_info=True)
-            raise BadResponse(
-                f"{ref.api_host}: {ref}: the answer could not be read "
-                f"({type(exc).__name__}: {clean(str(exc), 120) or 'no detail'})",
-            ) from None
+            raise self._uncontained(ref, exc) from None
 
     return wrapper
 
 
-def _content_type(answer: _Answer | httpx.Response) -> str:
+def _content_type(answer: _Answer | Answer | httpx.Response) -> str:
     value = answer.headers.get("content-type") or ""
     return str(value).split(";", 1)[0].strip().lower()
 
@@ -255,6 +268,8 @@ def _retry_after(value: str | None) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
+    from email.utils import parsedate_to_datetime
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -313,13 +328,44 @@ class RegistryClient:
     # --- public API -------------------------------------------------------------------------
 
     @_contained
-    def resolve(self, ref: ImageRef, known: Resolved | None = None) -> Resolved:
+    def resolve(
+        self,
+        ref: ImageRef,
+        known: Resolved | None = None,
+        *,
+        head: _Answer | RegistryError | None = None,
+    ) -> Resolved:
         """The digest `ref`'s tag points at now. `known` is what it pointed at before: when
         the digest is unchanged its platforms are reused and nothing more is fetched.
-        Raises NotFound when the registry says the tag does not exist."""
+        Raises NotFound when the registry says the tag does not exist. `head`: the answer to
+        (or the failure of) a HEAD of the tag already made (`resolve_many`), taken as this
+        request's first try."""
         assert ref.tag is not None
         path = f"/v2/{ref.repository}/manifests/{ref.tag}"
-        answer = self._call(ref, "HEAD", path, {"Accept": ACCEPT})
+        answer = self._call(ref, "HEAD", path, {"Accept": ACCEPT}, first=head)
+        settled = self._settled(ref, known, answer)
+        if settled is not None:
+            return settled
+        status = answer.status_code
+        if status == 200:  # no usable digest header, or an index whose platforms are not known
+            media_type = _content_type(answer)
+            digest = str(answer.headers.get("docker-content-digest") or "").strip()
+            if not _DIGEST.fullmatch(digest) or media_type == MEDIA_DOCKER_V1_SIGNED:
+                return self._get_tag(ref)
+            manifest = self.manifest(ref, digest)
+            return Resolved(digest, manifest.media_type, manifest.platforms)
+        if status in (405, 501):  # HEAD not supported: GET and hash
+            return self._get_tag(ref)
+        if status == 404:
+            # A HEAD error has no body; a 404 that is not a registry's JSON may be a proxy's
+            # page. GET once to tell a missing tag from a broken path.
+            return self._get_tag(ref)
+        raise self._error(ref, answer)
+
+    def _settled(self, ref: ImageRef, known: Resolved | None, answer: _Answer) -> Resolved | None:
+        """What a HEAD's answer settles by itself: the digest of an image, or of an index whose
+        platforms `known` has; NotFound or BadResponse (not a manifest) raised. None when it
+        takes another request, or is an error `resolve` raises."""
         status = answer.status_code
         if status == 200:
             media_type = _content_type(answer)
@@ -327,22 +373,200 @@ class RegistryClient:
                 raise self._not_a_manifest(ref, media_type)
             digest = str(answer.headers.get("docker-content-digest") or "").strip()
             if not _DIGEST.fullmatch(digest) or media_type == MEDIA_DOCKER_V1_SIGNED:
-                return self._get_tag(ref)
+                return None
             if media_type in INDEX_TYPES:
                 if known is not None and known.digest == digest and known.platforms:
                     return Resolved(digest, media_type, dict(known.platforms))
-                manifest = self.manifest(ref, digest)
-                return Resolved(digest, manifest.media_type, manifest.platforms)
+                return None
             return Resolved(digest, media_type, {})
-        if status in (405, 501):  # HEAD not supported: GET and hash
-            return self._get_tag(ref)
         if status == 404 and _content_type(answer) == "application/json":
             raise NotFound(f"{ref.name}:{ref.tag}: tag not found")
-        if status == 404:
-            # A HEAD error has no body; a 404 that is not a registry's JSON may be a proxy's
-            # page. GET once to tell a missing tag from a broken path.
-            return self._get_tag(ref)
-        raise self._error(ref, answer)
+        return None
+
+    def resolve_many(
+        self,
+        items: Sequence[tuple[ImageRef, Resolved | None]],
+        *,
+        limit: int,
+        caps: Mapping[str, int],
+        slots: Slots | None = None,
+        abort: threading.Event | None = None,
+    ) -> list[Resolved | RegistryError | Callable[[], Resolved]]:
+        """`resolve` for many tags at once, `(ref, known)` each: their HEADs are sent together
+        on this thread (`heads.run_heads`: at most `limit` in flight, `caps[registry]` per
+        registry, each holding one of `slots`), and each answer is settled here as it comes.
+
+        Per item: what the tag resolved to; the RegistryError it failed with (NotFound: the
+        tag does not exist); or, where its HEAD does not settle it, a call that finishes it
+        as `resolve` does, taking the HEAD made as its first try — for the caller's worker
+        threads: a GET to make, a try to repeat after a 5xx or a timeout, a challenge to
+        answer, a token to fetch, a redirect. A HEAD is not sent here (its call does all of
+        `resolve`) when its Authorization needs a token not yet fetched, when the registry's
+        rate is capped or it is backing off after a 429, once the registry's first request
+        got no answer, and through an injected transport (tests, which see every request).
+
+        A registry whose scheme is not known yet gets one request first, without
+        Authorization (as httpx's flow probes it): its answer says none is needed, or names
+        the scheme; its other HEADs wait for it. Once `abort` is set no request starts."""
+        results: list[Resolved | RegistryError | Callable[[], Resolved]] = [
+            functools.partial(self.resolve, ref, known) for ref, known in items
+        ]
+        if self._transport is not None or not items:
+            return results
+        endpoints: list[_Endpoint | None] = []
+        for index, (ref, _) in enumerate(items):
+            try:
+                endpoints.append(self._endpoint(ref))
+            except RegistryError as exc:
+                endpoints.append(None)
+                results[index] = exc
+        paths = [f"/v2/{ref.repository}/manifests/{ref.tag}" for ref, _ in items]
+        probing: dict[str, int] = {}  # registry -> the item whose HEAD learns its scheme
+        stopped: set[str] = set()  # registries whose HEADs are no longer sent here
+        agent = f"tagwatch/{__version__}"
+        makers: dict[tuple[str, str], RequestMaker] = {}  # (registry, Authorization)
+
+        def prepare(index: int) -> bytes | Wait | None:
+            endpoint = endpoints[index]
+            registry = items[index][0].registry
+            if endpoint is None or registry in stopped or not endpoint.gate.may_start_now():
+                return None
+            authorization = endpoint.auth.authorization(paths[index])
+            if authorization is None:
+                if endpoint.auth.scheme is not None:
+                    return None  # a token to fetch: the full flow does, once per repository
+                if registry in probing:
+                    return WAIT  # its answer says how this registry authenticates
+                probing[registry] = index
+                authorization = ""
+            try:
+                maker = makers.get((registry, authorization))
+                if maker is None:
+                    headers = {"Accept": ACCEPT, "User-Agent": agent}
+                    if authorization:
+                        headers["Authorization"] = authorization
+                    maker = makers[registry, authorization] = RequestMaker(
+                        endpoint.heads.host, headers
+                    )
+                return maker.make(paths[index])
+            except ValueError:
+                return None
+
+        def settle(index: int, outcome: Answer | BaseException | None, seconds: float) -> None:
+            ref, known = items[index]
+            endpoint = endpoints[index]
+            assert endpoint is not None
+            probe = probing.get(ref.registry) == index
+            if probe:
+                del probing[ref.registry]
+            try:
+                result = self._settle_head(endpoint, ref, known, paths[index], outcome, seconds)
+            except RegistryError as exc:
+                result = exc
+            except Exception as exc:  # noqa: BLE001 - the registry's answer caused it
+                result = self._uncontained(ref, exc)
+            if probe and (outcome is None or isinstance(outcome, BaseException)):
+                stopped.add(ref.registry)  # no answer to learn from: the full flow, as before
+            elif probe and isinstance(outcome, Answer):
+                learns = endpoint.auth.learned(
+                    outcome.status, outcome.headers.get_list("www-authenticate")
+                )
+                if outcome.status == 401 and not learns:  # no challenge to answer: it stands
+                    result = self._error(ref, _Answer(401, outcome.headers, b"", outcome.reason))
+            if isinstance(result, RateLimited) and ref.registry not in stopped:
+                stopped.add(ref.registry)
+            results[index] = result
+
+        live = [i for i, endpoint in enumerate(endpoints) if endpoint is not None]
+        run_heads(
+            [HeadJob(items[i][0].registry, endpoints[i].heads) for i in live],  # type: ignore[union-attr]
+            limit=limit,
+            caps=caps,
+            timeout=self.timeout,
+            prepare=lambda job: prepare(live[job]),
+            settle=lambda job, outcome, seconds: settle(live[job], outcome, seconds),
+            slots=slots,
+            stopping=lambda: self._closed or (abort is not None and abort.is_set()),
+        )
+        return results
+
+    def _settle_head(
+        self,
+        endpoint: _Endpoint,
+        ref: ImageRef,
+        known: Resolved | None,
+        path: str,
+        outcome: Answer | BaseException | None,
+        seconds: float,
+    ) -> Resolved | RegistryError | Callable[[], Resolved]:
+        """What one HEAD of `resolve_many` comes to (see there)."""
+        if outcome is None:  # not sent here, or abandoned: the whole way (or "abandoned")
+            return functools.partial(self.resolve, ref, known)
+        if isinstance(outcome, BaseException):
+            self._observe_failure(endpoint, "HEAD", time.perf_counter() - seconds, path)
+            failure = self._head_failure(endpoint, ref, path, outcome)
+            if failure is None:
+                return functools.partial(self.resolve, ref, known)
+            return functools.partial(self.resolve, ref, known, head=failure)
+        status = outcome.status
+        if log.isEnabledFor(logging.DEBUG):
+            # The path is tagwatch's own (repository and tag from the config): shown as is.
+            log.debug(
+                "HEAD %s://%s%s -> %d in %.0f ms",
+                endpoint.heads.scheme,
+                endpoint.heads.host,
+                path,
+                status,
+                seconds * 1000,
+            )
+        if self._observer is not None:
+            self._observer(ref.registry, "HEAD", str(status), seconds, outcome.headers)
+        answer = _Answer(status, outcome.headers, b"", outcome.reason)
+        if status == 401 or 300 <= status < 400:
+            # A challenge or a redirect: the full flow (a 401 that stands: resolve_many).
+            return functools.partial(self.resolve, ref, known)
+        if status == 429:
+            return self._rate_limited(endpoint, ref, answer)
+        endpoint.gate.answered(
+            outcome.headers.get("ratelimit-remaining"), outcome.headers.get("ratelimit-limit")
+        )
+        if status in RETRY_STATUSES:
+            return functools.partial(self.resolve, ref, known, head=answer)
+        settled = self._settled(ref, known, answer)
+        if settled is not None:
+            return settled
+        if status in (200, 404, 405, 501):
+            return functools.partial(self.resolve, ref, known, head=answer)
+        return self._error(ref, answer)
+
+    def _head_failure(
+        self, endpoint: _Endpoint, ref: ImageRef, path: str, exc: BaseException
+    ) -> RegistryError | None:
+        """A HEAD that got no answer, as the error its first try ends with; None where the
+        full flow is to make it instead (an answer only httpx can read, an insecure registry
+        that may speak plain http only)."""
+        host = endpoint.heads.host
+        what = f"(HEAD {path})"
+        if isinstance(exc, TimeoutError):
+            return RegistryUnavailable(f"{host}: {exc} timeout after {self.timeout:g}s {what}")
+        if isinstance(exc, ProtocolError):
+            return None
+        if isinstance(exc, CannotConnect):
+            if endpoint.insecure and endpoint.base.startswith("https://"):
+                return None
+            return RegistryUnavailable(f"{host}: cannot connect: {clean(str(exc), 200)}")
+        if isinstance(exc, ClosedEarly):
+            return RegistryUnavailable(f"{host}: {exc} {what}")
+        return RegistryUnavailable(
+            f"{host}: {type(exc).__name__}: {clean(str(exc), 200) or 'connection failed'} {what}"
+        )
+
+    def _uncontained(self, ref: ImageRef, exc: Exception) -> BadResponse:
+        log.debug("unexpected error reading %s from %s", ref, ref.api_host, exc_info=True)
+        return BadResponse(
+            f"{ref.api_host}: {ref}: the answer could not be read "
+            f"({type(exc).__name__}: {clean(str(exc), 120) or 'no detail'})",
+        )
 
     @_contained
     def manifest(self, ref: ImageRef, digest: str) -> Manifest:
@@ -517,12 +741,6 @@ class RegistryClient:
         scheme = "http" if is_loopback(host) else "https"
         if settings.endpoint:  # a mirror or pull-through cache answers for this registry
             scheme, _, host = settings.endpoint.partition("://")
-        # One TLS context per registry, made once: every connection (httpx's, the HEAD pool's,
-        # after a reconnect or close_idle) uses it.
-        if settings.ca_file and not settings.insecure:
-            verify = ssl.create_default_context(cafile=settings.ca_file)
-        else:
-            verify = httpx.create_ssl_context(verify=not settings.insecure, trust_env=False)
         auth = RegistryAuth(host, self._credentials(ref.registry))
         return _Endpoint(
             ref.registry,
@@ -530,13 +748,18 @@ class RegistryClient:
             auth,
             Gate(ref.registry, settings.rate),
             insecure=settings.insecure,
-            verify=verify,
+            make_tls=functools.partial(_tls_context, settings),
             limit=settings.concurrency or self._concurrency,
             timeout=self.timeout,
             make_client=self._make_http_client,
         )
 
     def _make_http_client(self, endpoint: _Endpoint) -> httpx.Client:
+        import httpx
+
+        from tagwatch.registry.heads import IDLE_TIMEOUT
+        from tagwatch.registry.transport import ACCEPT_ENCODING, BoundedTransport
+
         observer = self._observer
         registry = endpoint.registry
         limits = httpx.Limits(
@@ -545,7 +768,7 @@ class RegistryClient:
             keepalive_expiry=IDLE_TIMEOUT,
         )
         transport = BoundedTransport(
-            verify=endpoint.verify,
+            verify=endpoint.tls_context(),
             limits=limits,
             allow_metadata=is_metadata_host(endpoint.base.partition("://")[2]),
             inner=self._transport,
@@ -573,7 +796,7 @@ class RegistryClient:
                 )
 
         return httpx.Client(
-            auth=endpoint.auth,
+            auth=endpoint.auth.flow(),
             timeout=httpx.Timeout(self.timeout),
             follow_redirects=True,
             transport=transport,
@@ -603,9 +826,13 @@ class RegistryClient:
         method: str,
         path: str,
         headers: Mapping[str, str],
-        limit: int = DEFAULT_MAX_BODY,
+        limit: int | None = None,
+        *,
+        first: _Answer | RegistryError | None = None,
     ) -> _Answer:
-        """One request under the registry's gate, with bounded retries.
+        """One request under the registry's gate, with bounded retries. `limit`: the most
+        bytes of body read (None: the transport's default, for error pages); `first`: the
+        answer to the first try, or how it failed, when it was made already (`resolve_many`).
 
         Transient failures (connect errors, timeouts, resets, HTTP 500/502/503/504, a body
         cut short) are tried again up to `retries` times with exponential backoff and jitter,
@@ -614,20 +841,18 @@ class RegistryClient:
         endpoint = self._endpoint(ref)
         attempt = 0
         while True:
-            endpoint.gate.wait(method)
             wait: float | None = None
             try:
-                answer = self._attempt(endpoint, ref, method, path, headers, limit)
+                if attempt == 0 and first is not None:
+                    if isinstance(first, RegistryError):
+                        raise first
+                    answer = first
+                else:
+                    endpoint.gate.wait(method)
+                    answer = self._attempt(endpoint, ref, method, path, headers, limit)
                 status = answer.status_code
                 if status == 429:
-                    error = self._error(ref, answer)
-                    closed_for = endpoint.gate.rate_limited(
-                        _retry_after(answer.headers.get("retry-after"))
-                    )
-                    log.warning(
-                        "%s: HTTP 429; no requests to it for %.0fs", ref.registry, closed_for
-                    )
-                    raise error
+                    raise self._rate_limited(endpoint, ref, answer)
                 endpoint.gate.answered(
                     answer.headers.get("ratelimit-remaining"),
                     answer.headers.get("ratelimit-limit"),
@@ -642,6 +867,13 @@ class RegistryClient:
             self._sleep(self._backoff(attempt, wait))
             attempt += 1
 
+    def _rate_limited(self, endpoint: _Endpoint, ref: ImageRef, answer: _Answer) -> RegistryError:
+        """A 429: the registry's gate closes; the error to raise."""
+        error = self._error(ref, answer)
+        closed_for = endpoint.gate.rate_limited(_retry_after(answer.headers.get("retry-after")))
+        log.warning("%s: HTTP 429; no requests to it for %.0fs", ref.registry, closed_for)
+        return error
+
     def _attempt(
         self,
         endpoint: _Endpoint,
@@ -649,10 +881,14 @@ class RegistryClient:
         method: str,
         path: str,
         headers: Mapping[str, str],
-        limit: int,
+        limit: int | None,
     ) -> _Answer:
         """One try, as a whole within `timeout`: the request, its token request and
         redirects, and the body."""
+        import httpx
+
+        from tagwatch.registry.transport import BodyError
+
         with within(self.timeout):
             if method == "HEAD":
                 fast = self._fast_head(endpoint, ref, path, headers)
@@ -679,14 +915,14 @@ class RegistryClient:
     def _fast_head(
         self, endpoint: _Endpoint, ref: ImageRef, path: str, headers: Mapping[str, str]
     ) -> _Answer | None:
-        """A HEAD over one of the registry's keep-alive `http.client` connections, when the
+        """A HEAD over one of the registry's kept connections (`heads.py`), when the
         Authorization it needs is already known (no challenge, no token to fetch).
 
         httpx's connection pool costs about 1 ms of CPU per request under 16 threads
-        (encode/httpcore#1035); the steady state of a cycle is nothing but HEADs, so they take
-        this path, and everything else (challenges, redirects, GETs, errors) httpx's. Returns
-        None — and the caller uses httpx — when the answer needs the full flow (401, 3xx) or
-        the connection failed before an answer."""
+        (encode/httpcore#1035); HEADs are most of what tagwatch sends, so they take this path,
+        and everything else (challenges, redirects, GETs, errors) httpx's. Returns None — and
+        the caller uses httpx — when the answer needs the full flow (401, 3xx) or the
+        connection failed before an answer."""
         if self._transport is not None:  # an injected transport (tests) sees every request
             return None
         authorization = endpoint.auth.authorization(path)
@@ -696,6 +932,10 @@ class RegistryClient:
         if authorization:
             sent["Authorization"] = authorization
         heads = endpoint.heads
+        try:
+            request = request_bytes(heads.host, path, sent)
+        except ValueError:
+            return None
         reused = True
         while reused:
             started = time.perf_counter()
@@ -705,25 +945,25 @@ class RegistryClient:
                 raise RegistryUnavailable(
                     f"{ref.api_host}: read timeout after {self.timeout:g}s (HEAD {path})"
                 ) from None
+            except OSError:
+                return None  # httpx connects, with its error handling and retries
             try:
-                conn.request("HEAD", path, headers=sent)
-                answer = conn.getresponse()
-                answer.read()
+                answer = exchange(conn, request, self.timeout)
             except TimeoutError:
                 conn.close()
                 self._observe_failure(endpoint, "HEAD", started, path)
                 raise RegistryUnavailable(
                     f"{ref.api_host}: read timeout after {self.timeout:g}s (HEAD {path})",
                 ) from None
-            except (OSError, http.client.HTTPException):
+            except (OSError, ProtocolError):
                 conn.close()
                 if reused:
                     continue  # the server closed it while idle: once more on a new one
                 return None  # httpx tries again, with its error handling and retries
-            if answer.will_close:
-                conn.close()
-            else:
+            if answer.keep_alive:
                 heads.give_back(conn)
+            else:
+                conn.close()
             seconds = time.perf_counter() - started
             if log.isEnabledFor(logging.DEBUG):
                 # The path is tagwatch's own (repository and tag from the config): shown as is.
@@ -738,8 +978,8 @@ class RegistryClient:
             if answer.status == 401 or 300 <= answer.status < 400:
                 return None
             if self._observer is not None:
-                self._observer(ref.registry, "HEAD", str(answer.status), seconds, answer.msg)
-            return _Answer(answer.status, answer.msg, b"", answer.reason)
+                self._observer(ref.registry, "HEAD", str(answer.status), seconds, answer.headers)
+            return _Answer(answer.status, answer.headers, b"", answer.reason)
         return None
 
     def _open(
@@ -750,8 +990,10 @@ class RegistryClient:
         method: str,
         path: str,
         headers: Mapping[str, str],
-        limit: int,
+        limit: int | None,
     ) -> httpx.Response:
+        import httpx
+
         try:
             return self._request(endpoint, client, ref, method, path, headers, limit)
         except httpx.ConnectError as exc:
@@ -772,10 +1014,14 @@ class RegistryClient:
         method: str,
         path: str,
         headers: Mapping[str, str],
-        limit: int,
+        limit: int | None,
     ) -> httpx.Response:
         """Send, and turn what httpx raises into the client's errors (ConnectError excepted:
         `_open` may try plain http)."""
+        import httpx
+
+        from tagwatch.registry.transport import BodyError
+
         host = endpoint.base.split("://", 1)[1]
         started = time.perf_counter()
         what = f"({method} {path})"
@@ -784,7 +1030,7 @@ class RegistryClient:
                 method,
                 endpoint.base + path,
                 headers=headers,
-                extensions={"tagwatch.max_body": limit},
+                extensions={} if limit is None else {"tagwatch.max_body": limit},
             )
             return client.send(request, stream=True)
         except RegistryError:
@@ -825,12 +1071,15 @@ class RegistryClient:
         self, endpoint: _Endpoint, method: str, started: float, path: str = ""
     ) -> None:
         seconds = time.perf_counter() - started
-        log.debug(
-            "%s %s -> failed in %.0f ms",
-            method,
-            _shown_url(httpx.URL(endpoint.base + path)),
-            seconds * 1000,
-        )
+        if log.isEnabledFor(logging.DEBUG):
+            import httpx
+
+            log.debug(
+                "%s %s -> failed in %.0f ms",
+                method,
+                _shown_url(httpx.URL(endpoint.base + path)),
+                seconds * 1000,
+            )
         if self._observer is not None:
             self._observer(endpoint.registry, method, "error", seconds, None)
 
@@ -913,8 +1162,27 @@ def _next_link(value: str | None) -> str | None:
     match = _LINK_NEXT.search(value)
     if match is None:
         return None
+    import httpx
+
     url = httpx.URL(match.group(1))
     return url.raw_path.decode("ascii")
+
+
+def _tls_context(settings: RegistryConfig) -> ssl.SSLContext:
+    """A registry's TLS context: its `ca_file`, else certifi's CAs (as httpx's default), or
+    no verification at all for an `insecure` registry."""
+    import ssl
+
+    if settings.insecure:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if settings.ca_file:
+        return ssl.create_default_context(cafile=settings.ca_file)
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def credentials_for(config: Config) -> Callable[[str], Credentials | None]:

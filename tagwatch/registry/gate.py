@@ -76,6 +76,12 @@ class Gate:
 
     # --- before a request -------------------------------------------------------------------
 
+    def may_start_now(self) -> bool:
+        """Whether a HEAD may start at once, without `wait`: no rate cap to space it and not
+        backing off after a 429 (the multiplexed HEADs of registry/heads.py cannot sleep)."""
+        with self._lock:
+            return not self.spacing and self._blocked_until <= self._clock()
+
     def wait(self, method: str) -> None:
         """Return when a request may start; raise RateLimited when it may not start soon."""
         with self._lock:

@@ -60,6 +60,15 @@ class FairSlots:
             self._held[name] += 1
             self._free -= 1
 
+    def try_acquire(self, name: str) -> bool:
+        """Take a slot for `name` if it may have one now, without waiting."""
+        with self._cond:
+            if not self._may_take(name):
+                return False
+            self._held[name] += 1
+            self._free -= 1
+            return True
+
     def release(self, name: str) -> None:
         with self._cond:
             self._held[name] -= 1
@@ -79,9 +88,21 @@ class FairSlots:
 
 
 class _GroupSlots:
+    """One registry's view of the slots: a context manager (a thread's request), or taken and
+    released one by one (the HEADs multiplexed on one thread, registry/heads.py)."""
+
     def __init__(self, slots: FairSlots, name: str) -> None:
         self._slots = slots
         self._name = name
+
+    def acquire(self) -> None:
+        self._slots.acquire(self._name)
+
+    def try_acquire(self) -> bool:
+        return self._slots.try_acquire(self._name)
+
+    def release(self) -> None:
+        self._slots.release(self._name)
 
     def __enter__(self) -> None:
         self._slots.acquire(self._name)

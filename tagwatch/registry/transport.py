@@ -1,17 +1,13 @@
-"""Connections to one registry: owned, bounded in time, closed on purpose.
+"""httpx's side of the connections to one registry: owned, bounded in time and size.
 
-Two kinds, both kept alive across cycles by the registry's endpoint and closed by it (on
-reload, stop, or once idle for IDLE_TIMEOUT):
-
-* httpx's pool, for everything but steady-state HEADs (challenges, token requests,
-  redirects, GETs). `BoundedTransport` is httpx's own transport over a network backend whose
-  every socket operation waits at most what is left of the request's budget
-  (`deadline.py`), and which never connects to a link-local or cloud metadata address on
-  behalf of a registry that is not itself on one (a redirect or a token realm may name any
-  host; the answer of such a service could be echoed back to the registry).
-* `HeadConnections`, keep-alive `http.client` connections for the cycle's HEADs (httpx's
-  pool costs about 1 ms of CPU per request under 16 threads; http.client a tenth of that),
-  whose reads also keep the budget.
+httpx's pool carries everything but the steady-state HEADs (challenges, token requests,
+redirects, GETs; the HEADs go over `heads.py`'s connections), kept alive across cycles by the
+registry's endpoint and closed by it (on reload, stop, or once idle for IDLE_TIMEOUT).
+`BoundedTransport` is httpx's own transport over a network backend whose every socket
+operation waits at most what is left of the request's budget (`deadline.py`), and which never
+connects to a link-local or cloud metadata address on behalf of a registry that is not itself
+on one (a redirect or a token realm may name any host; the answer of such a service could be
+echoed back to the registry).
 
 `BoundedTransport` also bounds every body: decoded here (gzip and deflate in bounded steps: a
 compressed body never expands past the cap in memory) and cut off past the cap the request
@@ -20,34 +16,30 @@ names.
 
 from __future__ import annotations
 
-import http.client
-import io
 import socket
 import ssl
-import threading
-import time
 import zlib
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Generator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import httpcore
 import httpx
 
 from tagwatch.core.refs import is_metadata_host
 from tagwatch.registry.deadline import budget
+from tagwatch.registry.heads import IDLE_TIMEOUT
+
+if TYPE_CHECKING:
+    from tagwatch.registry.auth import RegistryAuth
 
 __all__ = [
     "ACCEPT_ENCODING",
     "IDLE_TIMEOUT",
+    "AuthFlow",
     "BodyError",
     "BoundedTransport",
     "DEFAULT_MAX_BODY",
-    "HeadConnections",
 ]
-
-# How long an unused connection is kept. Below the 60 s idle timeout of the usual load
-# balancers in front of registries (AWS ELB/ALB, GCP), so tagwatch closes first.
-IDLE_TIMEOUT = 30.0
 
 # Only what _BoundedBody can decode in bounded steps; br and zstd are not offered.
 ACCEPT_ENCODING = "gzip, deflate"
@@ -59,6 +51,25 @@ def _wait(timeout: float | None, error: type[Exception]) -> float | None:
     if seconds is not None and seconds <= 0:
         raise error("the request's time budget is spent")
     return seconds
+
+
+class AuthFlow(httpx.Auth):
+    """A registry's `RegistryAuth` as httpx's `auth=`. Sync only: the flow blocks on locks
+    while another thread fetches a token."""
+
+    requires_request_body = False
+    requires_response_body = False  # token bodies are read explicitly; manifests are streamed
+
+    def __init__(self, auth: RegistryAuth) -> None:
+        self.auth = auth
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        return self.auth.auth_flow(request)
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        return self.auth.auth_flow(request)
 
 
 # --- httpx: a network backend that keeps the budget ----------------------------------------
@@ -245,134 +256,3 @@ class _BoundedBody(httpx.SyncByteStream):
         close = getattr(self._stream, "close", None)
         if close is not None:
             close()
-
-
-# --- http.client connections for HEADs ------------------------------------------------------
-
-
-class _BudgetReader(io.RawIOBase):
-    """A socket's reads, each waiting at most what is left of the request's budget."""
-
-    def __init__(self, sock: socket.socket, timeout: float | None) -> None:
-        self._sock = sock
-        self._timeout = timeout
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        self._sock.settimeout(_wait(self._timeout, TimeoutError))
-        return self._sock.recv_into(buffer)
-
-
-class _HeadResponse(http.client.HTTPResponse):
-    def __init__(
-        self,
-        sock: socket.socket,
-        debuglevel: int = 0,
-        method: str | None = None,
-        url: str | None = None,
-    ) -> None:
-        super().__init__(sock, debuglevel, method, url)
-        self.fp.close()  # the plain makefile() reader: one timeout per read, not per answer
-        self.fp = io.BufferedReader(_BudgetReader(sock, sock.gettimeout()))
-
-
-class _HTTPConnection(http.client.HTTPConnection):
-    response_class = _HeadResponse
-
-
-class _HTTPSConnection(http.client.HTTPSConnection):
-    response_class = _HeadResponse
-
-
-class HeadConnections:
-    """Keep-alive `http.client` connections to one registry, shared by the threads of its
-    checks: a thread takes one for a request and gives it back. At most `size` are kept; one
-    unused for IDLE_TIMEOUT is closed instead of reused. Thread-safe."""
-
-    def __init__(
-        self,
-        base: str,
-        *,
-        timeout: float,
-        size: int,
-        verify: ssl.SSLContext | None = None,
-        clock: Any = time.monotonic,
-    ) -> None:
-        self.scheme, _, self.host = base.partition("://")
-        self.timeout = timeout
-        self.size = size
-        self._context = verify
-        self._clock = clock
-        self._idle: list[tuple[http.client.HTTPConnection, float]] = []  # (conn, idle since)
-        self._lock = threading.Lock()
-        self._closed = False
-        self.opened = 0  # connections made, for tests and the endurance benchmark
-
-    def take(self) -> tuple[http.client.HTTPConnection, bool]:
-        """A connection and whether it was used before (an idle one may have been closed by
-        the server meanwhile: the caller tries once more on a new one)."""
-        now = self._clock()
-        conn: http.client.HTTPConnection | None = None
-        with self._lock:
-            # Given back in order, so the oldest are first: drop those idle too long.
-            fresh = next(
-                (i for i, (_, since) in enumerate(self._idle) if now - since < IDLE_TIMEOUT),
-                len(self._idle),
-            )
-            stale, self._idle = self._idle[:fresh], self._idle[fresh:]
-            if self._idle:
-                conn = self._idle.pop()[0]  # the most recently used: the likeliest still open
-        for old, _ in stale:
-            old.close()
-        if conn is None:
-            return self._new(), False
-        if conn.sock is not None:
-            conn.sock.settimeout(_wait(self.timeout, TimeoutError))
-        return conn, True
-
-    def _new(self) -> http.client.HTTPConnection:
-        timeout = _wait(self.timeout, TimeoutError)
-        conn: http.client.HTTPConnection
-        if self.scheme == "https":
-            conn = _HTTPSConnection(self.host, timeout=timeout, context=self._ssl_context())
-        else:
-            conn = _HTTPConnection(self.host, timeout=timeout)
-        with self._lock:
-            self.opened += 1
-        return conn
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        if self._context is None:
-            self._context = httpx.create_ssl_context(trust_env=False)
-        return self._context
-
-    def give_back(self, conn: http.client.HTTPConnection) -> None:
-        """Return a connection after a complete answer that leaves it open."""
-        with self._lock:
-            if not self._closed and len(self._idle) < self.size:
-                self._idle.append((conn, self._clock()))
-                return
-        conn.close()
-
-    def close_idle(self, older_than: float = 0.0) -> int:
-        """Close the connections unused for at least `older_than` seconds; returns how many."""
-        now = self._clock()
-        with self._lock:
-            old = [c for c, since in self._idle if now - since >= older_than]
-            self._idle = [(c, s) for c, s in self._idle if now - s < older_than]
-        for conn in old:
-            conn.close()
-        return len(old)
-
-    def close(self) -> None:
-        """Close every idle connection; one in use is closed when given back."""
-        with self._lock:
-            self._closed = True
-        self.close_idle()
-
-    @property
-    def idle(self) -> int:
-        with self._lock:
-            return len(self._idle)
