@@ -286,13 +286,15 @@ _CYCLE = re.compile(
 
 
 class Daemon:
-    """`tagwatch run -vv` (the per-cycle summary is a debug line), stderr to a file."""
+    """`tagwatch run -vv` (the per-cycle summary is a debug line), stderr to a file; or with
+    `verbose="-v"`, where each cycle's steps are the markers (`steps()`) and no line is
+    written per request."""
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, verbose: str = "-vv") -> None:
         self.log = log
         with log.open("wb") as f:
             self.proc = subprocess.Popen(
-                [*TW, "run", "-c", str(config), "-vv", "--log-format", "text"],
+                [*TW, "run", "-c", str(config), verbose, "--log-format", "text"],
                 stdin=subprocess.DEVNULL,
                 stdout=f,
                 stderr=f,
@@ -321,6 +323,41 @@ class Daemon:
                     f"{timeout:.0f}s:\n{self.log.read_text(errors='replace')[-3000:]}"
                 )
             time.sleep(0.05)
+
+    def steps(
+        self,
+        n: int,
+        timeout: float,
+        poll: float = 0.01,
+        ended: Callable[[int], None] = lambda cycle: None,
+    ) -> list[tuple[float, float]]:
+        """(start, end) in time.monotonic() of the first `n` cycles, seen as their `recall:`
+        and `record:` step lines (`-v`) appear in the log, which is read every `poll` s;
+        `ended(k)` is called as cycle k (from 1) is seen to end."""
+        deadline = time.monotonic() + timeout
+        seen: list[tuple[float, float]] = []
+        started: float | None = None
+        offset = 0
+        with self.log.open("rb") as f:
+            while len(seen) < n:
+                f.seek(offset)
+                chunk = f.read()
+                lines = chunk.split(b"\n")
+                offset += len(chunk) - len(lines[-1])
+                now = time.monotonic()
+                for line in lines[:-1]:
+                    if b" INFO recall: " in line:
+                        started = now
+                    elif b" INFO record: " in line and started is not None:
+                        seen.append((started, now))
+                        started = None
+                        ended(len(seen))
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"tagwatch run exited {self.proc.returncode}")
+                if now > deadline:
+                    raise RuntimeError(f"tagwatch run: {len(seen)} of {n} cycles in {timeout}s")
+                time.sleep(poll)
+        return seen
 
     def status(self, key: str) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -807,8 +844,10 @@ class Bench:
         return median(firsts)
 
     def warm_cycles(self, refs: Sequence[tuple[str, str]], cycles: int = 3) -> tuple[float, float]:
-        """A daemon over `refs` (already recorded): its CPU seconds per tag over `cycles`
-        cycles after its first, and the median cycle's rate (tags per second)."""
+        """A daemon over `refs` (already recorded), at `-v` as it runs in production plus one
+        line per step of a cycle (no line per request, which -vv would add): its CPU seconds
+        per tag over `cycles` cycles after its first, and the median cycle's rate (tags per
+        second, from the first step line to the last)."""
         s, reg = self.sizes, self.reg
         config = write_config(
             self.path("warm.toml"),
@@ -817,18 +856,23 @@ class Bench:
             concurrency=s.client_concurrency,
             interval="3s",
         )
-        daemon = Daemon(config, self.path("warm-daemon.log"))
+        daemon = Daemon(config, self.path("warm-daemon.log"), verbose="-v")
+        marks: dict[int, int] = {}
         try:
-            daemon.wait_cycles(1, timeout=120)
-            cpu0 = daemon.cpu_ns()
-            done = daemon.wait_cycles(1 + cycles, timeout=120)
-            cpu = (daemon.cpu_ns() - cpu0) / 1e9
+            done = daemon.steps(
+                1 + cycles,
+                timeout=120,
+                ended=lambda cycle: marks.setdefault(cycle, daemon.cpu_ns()),
+            )
+            cpu = (marks[1 + cycles] - marks[1]) / 1e9
+            log = self.path("warm-daemon.log").read_text(errors="replace")
         finally:
             daemon.stop()
+        failures = [int(f) for f in re.findall(r"resolve: .* (\d+) failed", log)]
+        if any(failures):
+            raise RuntimeError(f"tagwatch run: failed checks in its cycles: {failures}")
         warm = done[1 : 1 + cycles]
-        if any(failed for _, _, failed, _ in warm):
-            raise RuntimeError(f"tagwatch run: failed checks in warm cycles: {warm}")
-        return cpu / (cycles * len(refs)), len(refs) / median([c[3] for c in warm])
+        return cpu / (cycles * len(refs)), len(refs) / median([b - a for a, b in warm])
 
     # -- 3. latency hiding --------------------------------------------------------------
 
