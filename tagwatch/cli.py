@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tagwatch import __version__
-from tagwatch.core.markup import clean_data
 from tagwatch.core.text import clean
 
 if TYPE_CHECKING:
@@ -137,6 +136,8 @@ def _fail(message: str, status: int = EXIT_USAGE) -> int:
 def _json(data: Any) -> str:
     """What `--json` prints: every string in it cleaned (labels, error messages and platform
     names come from registries), so a consumer gets plain one-line data."""
+    from tagwatch.core.markup import clean_data
+
     return json.dumps(clean_data(data, CELL_LIMIT), indent=2)
 
 
@@ -312,7 +313,6 @@ def _print_targets(objects: Sequence[dict[str, Any]], events: dict[int, list[str
 def cmd_check(args: argparse.Namespace) -> int:
     from tagwatch.check import run_cycle
     from tagwatch.config import check_secrets
-    from tagwatch.notify import Notifier
     from tagwatch.views import status_objects
 
     config = _load(args)
@@ -321,11 +321,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         expansion = _sources(config, store, live=True)
         config = expansion.config
-        notifier = (
-            Notifier(config.notify, store, timezone=config.settings.timezone)
-            if config.notify
-            else None
-        )
+        notifier = None
+        if config.notify:  # alerting (and apprise) loaded only where it is configured
+            from tagwatch.notify import Notifier
+
+            notifier = Notifier(config.notify, store, timezone=config.settings.timezone)
         with _client(config) as client:
             report = run_cycle(
                 config,

@@ -8,7 +8,6 @@ that commands that do need them fail early with a configuration error.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
@@ -16,7 +15,7 @@ from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tagwatch.core.durations import parse_duration, parse_rate
 from tagwatch.core.listen import parse_listen
@@ -24,7 +23,11 @@ from tagwatch.core.model import DAY, EventKind, Kind, Target
 from tagwatch.core.refs import ImageRef, is_loopback, parse_platform, parse_ref
 from tagwatch.core.schedule import parse_window
 from tagwatch.errors import ConfigError, ReferenceError_
-from tagwatch.timing import Cron, zone
+
+if TYPE_CHECKING:
+    # time zones and cron (zoneinfo, APScheduler's parser) are loaded only for a config
+    # that names a zone or a schedule: not before a `tagwatch check`'s first request
+    from tagwatch.timing import Cron
 
 T = TypeVar("T")
 
@@ -401,6 +404,8 @@ def _nearest(word: str, choices: Sequence[str]) -> str | None:
     near = sorted((_typos(word, c), c) for c in choices)
     if near and near[0][0] <= allowed:
         return near[0][1]
+    import difflib  # only on the way to an error message
+
     match = difflib.get_close_matches(word, choices, n=1, cutoff=0.8)
     return match[0] if match else None
 
@@ -668,6 +673,8 @@ def _timezone(table: _Table, default: str) -> str:
     name: str | None = table.string("timezone")
     if name is None:
         return default
+    from tagwatch.timing import zone
+
     try:
         zone(name)
     except ValueError as exc:
@@ -680,6 +687,10 @@ def _schedule(table: _Table, timezone: str) -> tuple[Cron, ...]:
     list of them, read in `timezone`."""
     value = table.get("schedule", (str, list), None)
     texts = [value] if isinstance(value, str) else list(value or [])
+    if not texts:
+        return ()
+    from tagwatch.timing import Cron
+
     out = []
     for text in texts:
         if not isinstance(text, str) or not text.strip():
@@ -743,6 +754,8 @@ def _own_schedule(table: _Table, timezone: str) -> str | None:
         return None
     if "interval" in table.data:
         raise table.fail("schedule", "give interval or schedule, not both")
+    from tagwatch.timing import Cron
+
     try:
         return Cron.parse(value, timezone).expression
     except ValueError as exc:

@@ -15,11 +15,8 @@ database work on its own thread and only the HTTP on worker threads.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
-import secrets
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -588,6 +585,10 @@ class Store:
 
     def notify_id(self, url: str) -> str:
         """A stable id for an apprise URL that reveals nothing about it (keyed HMAC)."""
+        import hashlib  # loaded for alerting only
+        import hmac
+        import secrets
+
         with self._errors("reading meta"):
             row = self.db.execute("SELECT value FROM meta WHERE key = 'notify_salt'").fetchone()
             if row is None:

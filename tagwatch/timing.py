@@ -12,7 +12,6 @@ Pure apart from reading the zone database; no clock: `now` is always passed in.
 
 from __future__ import annotations
 
-import difflib
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -40,6 +39,8 @@ def zone(name: str) -> ZoneInfo:
                 f"unknown time zone {name!r}: this system has no time zone database "
                 "(install tzdata)"
             ) from None
+        import difflib  # only on the way to an error message
+
         near = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise ValueError(

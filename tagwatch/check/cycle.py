@@ -13,20 +13,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from tagwatch.check.decide import decide_all
-from tagwatch.check.deliver import deliver
-from tagwatch.check.describe import describe_moves
-from tagwatch.check.newer import find_newer
-from tagwatch.check.outages import Outages, registry_outages
-from tagwatch.check.pinfacts import pin_facts
 from tagwatch.check.recall import Known, recall
-from tagwatch.check.record import record
 from tagwatch.check.report import CycleReport, TargetResult
 from tagwatch.check.resolve import resolve
 from tagwatch.check.workers import Slots, Workers
-from tagwatch.config import Config
-from tagwatch.core.drift import PinFacts
 from tagwatch.core.model import (
     Event,
     Failed,
@@ -38,9 +30,14 @@ from tagwatch.core.model import (
     Target,
 )
 from tagwatch.errors import StoreError
-from tagwatch.notify import Notifier
-from tagwatch.registry.client import RegistryClient
-from tagwatch.store import Store
+
+if TYPE_CHECKING:
+    from tagwatch.check.outages import Outages
+    from tagwatch.config import Config
+    from tagwatch.core.drift import PinFacts
+    from tagwatch.notify import Notifier
+    from tagwatch.registry.client import RegistryClient
+    from tagwatch.store import Store
 
 __all__ = ["run_cycle", "utcnow"]
 
@@ -83,6 +80,15 @@ def run_cycle(
     began = time.monotonic()
     observations = resolve(targets, known, client, workers, abort)
     _say_resolved(observations, known, time.monotonic() - began)
+    # The phases after the HEADs are loaded once these are answered: a `tagwatch check`'s
+    # first request does not wait for modules it needs only later (issue 15: start-up).
+    from tagwatch.check.decide import decide_all
+    from tagwatch.check.describe import describe_moves
+    from tagwatch.check.newer import find_newer
+    from tagwatch.check.outages import registry_outages
+    from tagwatch.check.pinfacts import pin_facts
+    from tagwatch.check.record import record
+
     facts = pin_facts(targets, known, observations, client, workers, now)
     _say_facts(facts)
     ttl = timedelta(seconds=0 if refresh_tags else settings.tag_list_ttl)
@@ -132,6 +138,8 @@ def run_cycle(
 
 
 def _deliver(report: CycleReport, notifier: Notifier, clock: Callable[[], datetime]) -> None:
+    from tagwatch.check.deliver import deliver
+
     try:
         report.sent, report.send_failures = deliver(notifier, clock)
     except StoreError as exc:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from tagwatch.check.newer import with_newer
 from tagwatch.check.recall import Known
@@ -34,8 +35,10 @@ from tagwatch.core.model import (
     Target,
 )
 from tagwatch.errors import describe_failure, raised_at
-from tagwatch.notify import Notifier
 from tagwatch.store import Store
+
+if TYPE_CHECKING:
+    from tagwatch.notify import Notifier
 
 __all__ = ["decide_all", "merge_within_grace"]
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from tagwatch.notify import Notifier
+if TYPE_CHECKING:
+    from tagwatch.notify import Notifier
+
 
 __all__ = ["deliver"]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from tagwatch.core.model import (
     DeliveryState,
@@ -23,7 +24,9 @@ from tagwatch.core.model import (
     Target,
 )
 from tagwatch.core.outage import Outage, RegistrySeen, decide_outage, is_outage_failure
-from tagwatch.notify import Notifier
+
+if TYPE_CHECKING:
+    from tagwatch.notify import Notifier
 
 __all__ = ["Outages", "registry_outages"]
 

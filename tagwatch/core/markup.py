@@ -27,7 +27,6 @@ what is stored of a move's details).
 
 from __future__ import annotations
 
-import html as _html
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -71,6 +70,8 @@ def _escape(match: re.Match[str]) -> str:
 
 def html(text: str) -> str:
     """`text` as literal HTML text or attribute value."""
+    import html as _html  # loaded for an HTML alert only
+
     return _html.escape(text, quote=True)
 
 

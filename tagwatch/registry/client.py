@@ -44,7 +44,6 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from tagwatch import __version__
 from tagwatch.config import Config, RegistryConfig
-from tagwatch.core.changes import ImageFacts
 from tagwatch.core.jsondoc import JSONError, loads
 from tagwatch.core.manifest import (
     ACCEPT,
@@ -93,6 +92,8 @@ if TYPE_CHECKING:
     import ssl
 
     import httpx
+
+    from tagwatch.core.changes import ImageFacts
 
 __all__ = ["RegistryClient", "RequestObserver"]
 
@@ -633,6 +634,8 @@ class RegistryClient:
                 found = inner.get("Labels") if isinstance(inner, dict) else None
                 if isinstance(found, dict):
                     labels = {str(k): v for k, v in found.items() if isinstance(v, str)}
+        from tagwatch.core.changes import ImageFacts  # a move's details only
+
         return ImageFacts(image, platform, created, labels, manifest.annotations, manifest.layers)
 
     @_contained

@@ -21,7 +21,6 @@ import binascii
 import json
 import logging
 import os
-import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +76,8 @@ def _keys(registry: str) -> list[str]:
 
 
 def _run_helper(argv: list[str], stdin: str) -> str:
+    import subprocess  # a credential helper is configured: rare, and never before
+
     done = subprocess.run(  # noqa: S603 - argv built from a helper name in the user's config
         argv, input=stdin, capture_output=True, text=True, timeout=HELPER_TIMEOUT, check=False
     )
@@ -87,6 +88,8 @@ def _run_helper(argv: list[str], stdin: str) -> str:
 
 
 def _from_helper(helper: str, registry: str, runner: Runner) -> Credentials | None:
+    import subprocess
+
     server = HUB_KEY if registry == "docker.io" else registry
     argv = [f"docker-credential-{helper}", "get"]
     try:
