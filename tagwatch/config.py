@@ -964,6 +964,8 @@ def _read_target(table: _Table, kind: Kind, timezone: str = "UTC") -> Target:
         )
     if ref.tag is None:
         ref = ref.with_tag("latest")
+    if len(table.data) == 1:  # `image` alone, as most are: every other key at its default
+        return Target(kind=kind, ref=ref)
     pin = kind is Kind.PIN
     newer, newer_include, newer_exclude = _newer(table)
     return Target(

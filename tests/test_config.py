@@ -55,6 +55,44 @@ def test_defaults(tmp_path: Path) -> None:
     assert watch.ref.name == "docker.io/library/python" and watch.tag == "3.12"
 
 
+def test_a_watch_or_pin_of_image_alone_reads_as_one_with_every_default_written_out(
+    tmp_path: Path,
+) -> None:
+    """`image` alone takes a short way through the reader (most of a large config): it must
+    give the very target the full reader gives when every other key is written at its
+    default."""
+    alone = load_config(
+        write(
+            tmp_path, f'[[watch]]\nimage = "python:3.12"\n[[pin]]\nimage = "python:3.12@{DIGEST}"\n'
+        ),
+        env={},
+    )
+    spelled = load_config(
+        write(
+            tmp_path,
+            f"""
+[[watch]]
+image = "python:3.12"
+platforms = []
+notify = []
+mutable = false
+grace = "0s"
+quiet = []
+newer_include = []
+newer_exclude = []
+[[pin]]
+image = "python:3.12@{DIGEST}"
+max_age = "7d"
+renotify = "1d"
+mutable = false
+""",
+        ),
+        env={},
+    )
+    assert alone.targets == spelled.targets
+    assert [t.kind for t in alone.targets] == [Kind.WATCH, Kind.PIN]
+
+
 def test_state_directory_sets_the_default_database(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, ""), env={"STATE_DIRECTORY": "/var/lib/tagwatch"})
     assert config.settings.database == "/var/lib/tagwatch/tagwatch.db"

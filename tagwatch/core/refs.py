@@ -16,6 +16,7 @@ canonicalised to `docker.io`, and its API is served from `registry-1.docker.io`.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, replace
@@ -138,13 +139,27 @@ def parse_ref(text: str) -> ImageRef:
 
     if not text:
         raise fail("no repository name")
+    try:
+        registry, path = _name(text)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if tag is None and digest is None:
+        tag = "latest"
+    return ImageRef(registry=registry, repository=path, tag=tag, digest=digest)
+
+
+@functools.lru_cache(maxsize=4096)
+def _name(text: str) -> tuple[str, str]:
+    """The canonical (registry, repository) of a reference's name part; ValueError saying
+    what is wrong. Cached: a configuration names the same repositories over and over (a
+    watch per tag), and this is most of what parsing a reference costs."""
     first, sep, rest = text.partition("/")
     if sep and ("." in first or ":" in first or first == "localhost" or first.lower() != first):
-        if not _HOST.match(first):
-            raise fail(f"bad registry host {first!r}")
         port = _HOST.match(first)
-        if port and port.group(1) is not None and not 0 < int(port.group(1)) < 65536:
-            raise fail(f"bad port in {first!r}")
+        if not port:
+            raise ValueError(f"bad registry host {first!r}")
+        if port.group(1) is not None and not 0 < int(port.group(1)) < 65536:
+            raise ValueError(f"bad port in {first!r}")
         registry = first.lower()
         path = rest
     else:
@@ -156,21 +171,19 @@ def parse_ref(text: str) -> ImageRef:
     components = path.split("/")
     for component in components:
         if not component:
-            raise fail("empty path component")
+            raise ValueError("empty path component")
         if not _PATH_COMPONENT.match(component):
             if component.lower() != component:
-                raise fail(f"repository names must be lower case ({component!r})")
-            raise fail(
+                raise ValueError(f"repository names must be lower case ({component!r})")
+            raise ValueError(
                 f"bad path component {component!r}: lower-case letters and digits, "
                 "separated by '.', '_', '__' or '-'"
             )
     if registry == DOCKER_HUB and len(components) == 1:
         path = f"library/{path}"
     if len(f"{registry}/{path}") > MAX_NAME:
-        raise fail(f"name longer than {MAX_NAME} characters")
-    if tag is None and digest is None:
-        tag = "latest"
-    return ImageRef(registry=registry, repository=path, tag=tag, digest=digest)
+        raise ValueError(f"name longer than {MAX_NAME} characters")
+    return registry, path
 
 
 def is_loopback(host: str) -> bool:
