@@ -313,7 +313,6 @@ def _print_targets(objects: Sequence[dict[str, Any]], events: dict[int, list[str
 def cmd_check(args: argparse.Namespace) -> int:
     from tagwatch.check import run_cycle
     from tagwatch.config import check_secrets
-    from tagwatch.views import status_objects
 
     config = _load(args)
     check_secrets(config)
@@ -335,6 +334,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                 hold_alerts=args.no_notify,
                 refresh_tags=args.refresh_tags,
             )
+        from tagwatch.views import status_objects
+
         objects = status_objects(config, store)
     finally:
         store.close()

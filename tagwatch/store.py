@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tagwatch.core.model import (
     DeliveryState,
@@ -43,9 +43,11 @@ from tagwatch.core.model import (
     TagView,
     TargetView,
 )
-from tagwatch.core.outage import Outage
 from tagwatch.core.times import format_time, parse_time
 from tagwatch.errors import StoreError
+
+if TYPE_CHECKING:
+    from tagwatch.core.outage import Outage
 
 __all__ = ["Delivery", "SourceReading", "StatusRow", "Store", "Undelivered"]
 
@@ -237,15 +239,22 @@ class Store:
             rows = self.db.execute(
                 "SELECT registry, repository, tag, digest, platforms, present, first_seen FROM tags"
             ).fetchall()
-        return {
-            (r[0], r[1], r[2]): TagView(
-                digest=r[3],
-                platforms=json.loads(r[4]) if r[4] else {},
-                present=bool(r[5]),
-                first_seen=parse_time(r[6]),
-            )
-            for r in rows
-        }
+        # Tags recorded alike (one image under many tags, first seen in the same cycle) share
+        # one view: views are frozen, and a check recalls thousands of them before its first
+        # request.
+        views: dict[tuple[Any, ...], TagView] = {}
+        out = {}
+        for r in rows:
+            view = views.get(r[3:])
+            if view is None:
+                view = views[r[3:]] = TagView(
+                    digest=r[3],
+                    platforms=json.loads(r[4]) if r[4] and r[4] != "{}" else {},
+                    present=bool(r[5]),
+                    first_seen=parse_time(r[6]),
+                )
+            out[r[0], r[1], r[2]] = view
+        return out
 
     def target_views(self) -> dict[str, TargetView]:
         with self._errors("reading targets"):
@@ -253,7 +262,14 @@ class Store:
                 "SELECT key, state, fail_count, error_alerted, behind_since, behind_evidence, "
                 "stale_alerted_at, pin_missing, changes, newer FROM targets"
             ).fetchall()
-        return {r[0]: self._target_view(r[1:]) for r in rows}
+        views: dict[tuple[Any, ...], TargetView] = {}  # alike rows share one (frozen) view
+        out = {}
+        for r in rows:
+            view = views.get(r[1:])
+            if view is None:
+                view = views[r[1:]] = self._target_view(r[1:])
+            out[r[0]] = view
+        return out
 
     @staticmethod
     def _target_view(r: Sequence[Any]) -> TargetView:
@@ -422,6 +438,8 @@ class Store:
                 "SELECT key, value FROM meta WHERE key LIKE ?", [_OUTAGE + "%"]
             ).fetchall()
         out = {}
+        if rows:
+            from tagwatch.core.outage import Outage  # a registry was seen down: rare
         for key, value in rows:
             data = json.loads(value)
             since = parse_time(data.get("since"))

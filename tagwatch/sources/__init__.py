@@ -27,13 +27,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from tagwatch.config import Config, SourceConfig
 from tagwatch.core.model import Kind, Target
 from tagwatch.core.refs import ImageRef
-from tagwatch.core.running import Running
 from tagwatch.errors import SourceError, StoreError
 from tagwatch.store import Store
+
+if TYPE_CHECKING:
+    from tagwatch.core.running import Running
 
 __all__ = ["READERS", "Expansion", "SourceStatus", "expand", "read_sources"]
 
@@ -117,6 +120,8 @@ def _runtime(
             log.warning("%s", exc)
     if stored is None:
         return [], error, None
+    from tagwatch.core.running import Running
+
     items = [r for r in (Running.from_dict(i) for i in stored.items) if r is not None]
     return items, error if live else stored.error, stored.read_at
 
