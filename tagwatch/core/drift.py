@@ -155,7 +155,9 @@ def decide(
     if target_before.error_alerted:
         new_digest = obs.digest if isinstance(obs, Resolved) else None
         events.append(make_event(target, EventKind.RECOVERED, now, new_digest=new_digest))
-    after = replace(target_before, fail_count=0, error_alerted=False)
+    after = target_before  # views are frozen: a steady check makes no new one (a cycle's
+    if after.fail_count or after.error_alerted:  # thousands of targets, per check)
+        after = replace(after, fail_count=0, error_alerted=False)
     if isinstance(obs, Missing):
         vanished = _vanished(target, before, target_before, obs, policy, now)
         return Decision((*events, *vanished), replace(after, state=State.VANISHED))
@@ -164,7 +166,9 @@ def decide(
     if moved:
         after = replace(after, changes=after.changes + 1)
     if target.kind is Kind.WATCH or target.pinned is None:
-        return Decision(tuple(events), replace(after, state=State.OK), moved)
+        if after.state is not State.OK:
+            after = replace(after, state=State.OK)
+        return Decision(tuple(events), after, moved)
     return _decide_pin(target, after, target_before, obs, pin or PinFacts(), now, events, moved)
 
 

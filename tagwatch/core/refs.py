@@ -73,7 +73,7 @@ class ImageRef:
         return replace(self, tag=tag)
 
     def without_digest(self) -> ImageRef:
-        return replace(self, digest=None)
+        return self if self.digest is None else replace(self, digest=None)
 
     def __str__(self) -> str:
         text = self.name
