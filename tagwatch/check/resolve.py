@@ -37,7 +37,14 @@ def resolve(
         if target.source_error is None:  # what it runs is unknown: nothing to compare with
             refs.setdefault(target.tag_key, target.ref.without_digest())
     keys = list(refs)
-    items = [(refs[key], _known(known.tag(key))) for key in keys]
+    # Tags recorded alike share one view (Store.tag_views), and so one `known`.
+    last: dict[int, Resolved | None] = {}
+    items = []
+    for key in keys:
+        view = known.tag(key)
+        if id(view) not in last:
+            last[id(view)] = _known(view)
+        items.append((refs[key], last[id(view)]))
     try:
         heads = client.resolve_many(
             items, limit=workers.limit, caps=workers.caps, slots=workers.slots, abort=abort
