@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
@@ -112,6 +114,52 @@ def hub(registry_anonymous: Registry) -> Iterator[tuple[Registry, Pusher]]:
 def events_of(sink: WebhookSink) -> list[tuple[str, str]]:
     """(title, message) of every alert the webhook received."""
     return [(m["title"], m["message"]) for m in sink.received]
+
+
+# --- what a steady check loads ------------------------------------------------------------
+
+# Loaded only where they are needed (issue 15: a check's first request should not wait for
+# them): HTTP beyond the HEADs, alerting, scheduling and time zones, migrations, a
+# credential helper, digests to verify, and the modules of error messages.
+NOT_FOR_A_STEADY_CHECK = (
+    "httpx",
+    "apprise",
+    "apscheduler",
+    "sqlite_utils",
+    "tagwatch.notify",
+    "tagwatch.core.payload",
+    "tagwatch.timing",
+    "zoneinfo",
+    "subprocess",
+    "hashlib",
+    "difflib",
+    "html",
+)
+
+
+def test_a_steady_check_loads_only_what_it_uses(
+    hub: tuple[Registry, Pusher], setup: Setup
+) -> None:
+    registry, push = hub
+    repo = unique_repo("lean")
+    push.push_image(repo, "1.0", seed="lean")
+    setup.watch(f"{registry.host}/{repo}:1.0")
+    assert setup("check").code == 0  # first sight
+    code = (
+        "import sys\n"
+        "from tagwatch.cli import main\n"
+        "status = main(['check', '-c', sys.argv[1]])\n"
+        "print('MODULES', *sorted(sys.modules))\n"
+        "sys.exit(status)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(setup.path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "0 moved, 0 failed" in done.stdout
+    loaded = set(done.stdout.rsplit("MODULES ", 1)[1].split())
+    assert "tagwatch.registry.heads" in loaded  # the HEADs went out
+    assert [m for m in NOT_FOR_A_STEADY_CHECK if m in loaded] == []
 
 
 # --- watches: move, move back, vanish, return ----------------------------------------------
