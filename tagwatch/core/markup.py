@@ -88,11 +88,16 @@ def shown(text: object, fmt: str = "text", limit: int = DEFAULT_LIMIT) -> str:
     return line
 
 
+_PLAIN = (type(None), bool, int, float)
+
+
 def clean_data(value: Any, limit: int = DEFAULT_LIMIT) -> Any:
     """`value` with every string in it (keys included) cleaned; numbers, booleans and None
     as they are; tuples become lists, as JSON has them."""
     if isinstance(value, str):
         return clean(value, limit)
+    if type(value) in _PLAIN:  # most values of a status object: nothing to walk
+        return value
     if isinstance(value, Mapping):
         return {clean(str(k), limit): clean_data(v, limit) for k, v in value.items()}
     if isinstance(value, list | tuple):
