@@ -99,7 +99,13 @@ def clean_data(value: Any, limit: int = DEFAULT_LIMIT) -> Any:
     if type(value) in _PLAIN:  # most values of a status object: nothing to walk
         return value
     if isinstance(value, Mapping):
-        return {clean(str(k), limit): clean_data(v, limit) for k, v in value.items()}
+        out = {}
+        for key, item in value.items():
+            # A plain identifier (every key tagwatch writes) is a clean line already.
+            if not (type(key) is str and len(key) <= limit and key.isidentifier()):
+                key = clean(str(key), limit)
+            out[key] = clean(item, limit) if isinstance(item, str) else clean_data(item, limit)
+        return out
     if isinstance(value, list | tuple):
         return [clean_data(v, limit) for v in value]
     return value
