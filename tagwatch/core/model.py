@@ -92,11 +92,12 @@ class Target:
     # be read now: what it runs is unknown, so the check is a failure with this message,
     # never a move or a vanish.
     source_error: str | None = None
+    #: Stable identity in the database: kind and full reference. Made once (a cycle asks
+    #: each target for it about ten times), not a constructor argument.
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        """Stable identity in the database: kind and full reference."""
-        return f"{self.kind}:{self.ref}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.kind}:{self.ref}")
 
     @property
     def tag(self) -> str:
