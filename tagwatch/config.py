@@ -933,19 +933,38 @@ def _read_targets(
     """[[watch]] then [[pin]]; the same watch or pin listed twice is an error. A cron
     `schedule` is read in `timezone` ([tagwatch] timezone)."""
     targets: list[Target] = []
-    seen: dict[str, str] = {}
+    seen: dict[str, int] = {}  # key -> index in its section
     for kind, items in ((Kind.WATCH, watches), (Kind.PIN, pins)):
         for i, item in enumerate(items):
-            table = _Table(reader, item, kind.value, i)
-            target = _read_target(table, kind, timezone)
-            if target.key in seen:
-                raise table.fail(
-                    "image", f"{target.display} is already listed as {seen[target.key]}"
-                )
-            seen[target.key] = f"{kind.value}[{i}]"
+            target = _plain_target(kind, item)
+            if target is None or target.key in seen:  # the full reader says what is wrong
+                table = _Table(reader, item, kind.value, i)
+                target = _read_target(table, kind, timezone)
+                if target.key in seen:
+                    first = f"{target.kind.value}[{seen[target.key]}]"
+                    raise table.fail("image", f"{target.display} is already listed as {first}")
+                table.finish()
+            seen[target.key] = i
             targets.append(target)
-            table.finish()
     return targets
+
+
+def _plain_target(kind: Kind, item: Any) -> Target | None:
+    """A [[watch]] or [[pin]] of `image` alone (most of a large configuration), read without
+    the typed table; None for anything else, or anything wrong, which _read_target reads
+    (and words the error of)."""
+    if type(item) is not dict or len(item) != 1:
+        return None
+    text = item.get("image")
+    if type(text) is not str:
+        return None
+    try:
+        ref = parse_ref(text)
+    except ReferenceError_:
+        return None
+    if (ref.digest is not None) is not (kind is Kind.PIN) or (kind is Kind.PIN and ref.tag is None):
+        return None
+    return Target(kind=kind, ref=ref if ref.tag is not None else ref.with_tag("latest"))
 
 
 def _read_target(table: _Table, kind: Kind, timezone: str = "UTC") -> Target:
