@@ -1134,7 +1134,7 @@ def workdir(keep: bool) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
-TARGETS = ("1", "2", "3", "4", "5", "6", "7")
+TARGETS = ("1", "2", "3", "4", "5", "6", "7", "8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1147,7 +1147,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default=",".join(TARGETS),
-        help="comma-separated targets to run (default: all: 1,2,3,4,5,6,7)",
+        help="comma-separated targets to run (default: all: 1,2,3,4,5,6,7,8)",
+    )
+    parser.add_argument(
+        "--scale",
+        metavar="SIZES",
+        help="target 8: watches per daemon, comma-separated (default: 1000,10000,100000; "
+        "--quick: 1000)",
+    )
+    parser.add_argument(
+        "--scale-cycles",
+        type=int,
+        default=10,
+        metavar="N",
+        help="target 8: unchanged cycles after the first, for the growth (default 10)",
+    )
+    parser.add_argument(
+        "--scale-registry",
+        type=Path,
+        metavar="DIR",
+        help="target 8: run its own registry in DIR and keep it (its tags are made once)",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     parser.add_argument(
@@ -1156,6 +1175,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
     sizes = QUICK if args.quick else FULL
+    # Target 8 lives in bench/scale.py, which imports this module as `run`: the same one.
+    sys.modules.setdefault("run", sys.modules[__name__])
+    import scale as scale_bench
+
+    scale_sizes = (
+        scale_bench.parse_sizes(args.scale)
+        if args.scale
+        else list(scale_bench.QUICK_SIZES if args.quick else scale_bench.FULL_SIZES)
+    )
 
     from clients import ACCEPT
 
@@ -1175,7 +1203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             need = max(
                 sizes.request_tags if "1" in only else 0,
-                sizes.client_tags if only & {"2", "7"} else 0,
+                sizes.client_tags if only & {"2", "7", "8"} else 0,
                 sizes.latency_tags if "3" in only else 0,
                 sizes.memory_watches if "4" in only else 0,
                 sizes.disk_tags if only & {"5", "6"} else 0,
@@ -1219,6 +1247,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 t = time.monotonic()
                 print("7. peers ...", flush=True)
                 bench.peers(scale or None)
+                print(f"   ({time.monotonic() - t:.1f}s)", flush=True)
+            if "8" in only:
+                t = time.monotonic()
+                print("8. 100,000 tags on one host (bench/scale.py) ...", flush=True)
+                scale_bench.scale_target(
+                    bench,
+                    scale_sizes,
+                    scale.get("rate"),
+                    cycles=args.scale_cycles,
+                    registry_dir=args.scale_registry,
+                )
                 print(f"   ({time.monotonic() - t:.1f}s)", flush=True)
         finally:
             registry.close()
