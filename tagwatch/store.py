@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from tagwatch.core.model import (
@@ -314,12 +315,30 @@ class Store:
                 "t.changed_at, t.checked_at, t.error FROM targets g "
                 "JOIN tags t ON t.id = g.tag_id ORDER BY g.key"
             ).fetchall()
+        # Most rows share a kind, a state and their platforms: each distinct value is made
+        # once (the platforms a read-only view), not once per row of 100,000; times are
+        # parse_time's own cache.
+        platforms: dict[str | None, Mapping[str, str]] = {}
+        kinds = {k.value: k for k in Kind}
+        states: dict[str | None, State | None] = {None: None, "": None}
+
+        def mapping(text: str | None) -> Mapping[str, str]:
+            view = platforms.get(text)
+            if view is None:
+                view = platforms[text] = MappingProxyType(json.loads(text) if text else {})
+            return view
+
+        def state(value: str | None) -> State | None:
+            if value not in states:
+                states[value] = State(value) if value else None
+            return states[value]
+
         return [
             StatusRow(
                 key=r[0],
-                kind=Kind(r[1]),
+                kind=kinds.get(r[1]) or Kind(r[1]),
                 pinned=r[2],
-                state=State(r[3]) if r[3] else None,
+                state=state(r[3]),
                 fail_count=r[4] or 0,
                 changes=r[5] or 0,
                 behind_since=parse_time(r[6]),
@@ -328,7 +347,7 @@ class Store:
                 newer=tuple(json.loads(r[9])) if r[9] else (),
                 tag_key=(r[10], r[11], r[12]),
                 digest=r[13],
-                platforms=json.loads(r[14]) if r[14] else {},
+                platforms=mapping(r[14]),
                 present=bool(r[15]),
                 first_seen=parse_time(r[16]),
                 changed_at=parse_time(r[17]),
