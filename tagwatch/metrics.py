@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -154,6 +155,11 @@ class _StateWriter:
         self._clock = clock
 
     def text(self) -> bytes:
+        return b"".join(self.chunks())
+
+    def chunks(self) -> Iterator[bytes]:
+        """The exposition text of each family in turn: only one family's lines exist at a
+        time (at 100,000 watches a family is ~10 MB of text, all of them ~80 MB)."""
         rows = self._rows()
         now = self._clock()
         escaped: dict[str, str] = {}
@@ -171,81 +177,96 @@ class _StateWriter:
                 text = numbers[value] = floatToGoString(value)  # type: ignore[no-untyped-call]
             return text
 
-        lines: dict[str, list[str]] = {name: [] for name, *_ in STATE_FAMILIES}
-        info, changed, checked = (
-            lines["tagwatch_tag_info"],
-            lines["tagwatch_tag_changed_timestamp_seconds"],
-            lines["tagwatch_tag_checked_timestamp_seconds"],
-        )
-        changes, success, present = (
-            lines["tagwatch_tag_changes"],
-            lines["tagwatch_tag_check_success"],
-            lines["tagwatch_tag_present"],
-        )
-        state, failures = (
-            lines["tagwatch_target_state"],
-            lines["tagwatch_target_consecutive_failures"],
-        )
-        stale, missing, behind = (
-            lines["tagwatch_pin_stale"],
-            lines["tagwatch_pin_missing"],
-            lines["tagwatch_pin_behind_seconds"],
-        )
-        newer = lines["tagwatch_tag_newer_available"]
+        # One pass: which rows give which series, with their label text (labels sorted by
+        # name, as prometheus_client writes them).
         targets = {Kind.WATCH.value: 0, Kind.PIN.value: 0}
+        tags: list[tuple[str, StatusRow]] = []  # the first row of each (image, tag)
+        checked: list[tuple[str, str, StatusRow]] = []  # every checked target
+        pins: list[tuple[str, StatusRow]] = []
+        newer: list[tuple[str, StatusRow]] = []
         tags_done: set[tuple[str, str]] = set()
         newer_done: set[tuple[str, str]] = set()
-        one, zero = num(1.0), num(0.0)
         for item in rows:
             target, row = item.target, item.row
-            ref = target.ref
-            image, tag = ref.name, target.tag
+            image, tag = target.ref.name, target.tag
             kind = target.kind.value
             targets[kind] += 1
             if row is None:
                 continue  # not checked yet: no series rather than made-up values
             pinned = target.pinned or ""
-            # Labels sorted by name, as prometheus_client writes them.
-            it = f'image="{esc(image)}",tag="{esc(tag)}"'
-            ikp = f'image="{esc(image)}",kind="{kind}",pinned="{esc(pinned)}"'
-            if row.state:
-                state.append(f'{{{ikp},state="{row.state.value}",tag="{esc(tag)}"}} {one}')
-            failures.append(f'{{{ikp},tag="{esc(tag)}"}} {num(float(row.fail_count))}')
+            checked.append(
+                (f'image="{esc(image)}",kind="{kind}",pinned="{esc(pinned)}"', esc(tag), row)
+            )
             if target.kind is Kind.PIN:
-                ipt = f'image="{esc(image)}",pinned="{esc(pinned)}",tag="{esc(tag)}"'
-                stale.append(f"{{{ipt}}} {one if row.state is State.STALE else zero}")
-                missing.append(f"{{{ipt}}} {one if row.pin_missing else zero}")
-                since = _ts(row.behind_since)
-                behind.append(f"{{{ipt}}} {num(max(0.0, now - since) if since else 0.0)}")
+                pins.append((f'image="{esc(image)}",pinned="{esc(pinned)}",tag="{esc(tag)}"', row))
+            it = f'image="{esc(image)}",tag="{esc(tag)}"'
             if target.newer and (image, tag) not in newer_done:
                 newer_done.add((image, tag))
-                newer.append(f"{{{it}}} {num(float(len(row.newer)))}")
-            if (image, tag) in tags_done:
-                continue
-            tags_done.add((image, tag))
-            digest = row.current_digest
-            if digest:
-                info.append(f'{{digest="{esc(digest)}",{it}}} {one}')
-            when = _ts(row.last_changed)
-            if when is not None:
-                changed.append(f"{{{it}}} {num(when)}")
-            last = _ts(row.checked_at)
-            if last is not None:
-                checked.append(f"{{{it}}} {num(last)}")
-            changes.append(f"{{{it}}} {num(float(row.changes))}")
-            success.append(f"{{{it}}} {zero if row.error else one}")
-            if row.answered:  # never resolved: no presence series, so no false "vanished"
-                present.append(f"{{{it}}} {one if row.present else zero}")
-        lines["tagwatch_targets"] = [f'{{kind="{k}"}} {num(float(n))}' for k, n in targets.items()]
-        out = []
+                newer.append((it, row))
+            if (image, tag) not in tags_done:
+                tags_done.add((image, tag))
+                tags.append((it, row))
+        one, zero = num(1.0), num(0.0)
+
+        def behind(row: StatusRow) -> str:
+            since = _ts(row.behind_since)
+            return num(max(0.0, now - since) if since else 0.0)
+
+        lines: dict[str, Callable[[], Iterable[str]]] = {
+            "tagwatch_targets": lambda: (
+                f'{{kind="{k}"}} {num(float(n))}' for k, n in targets.items()
+            ),
+            "tagwatch_tag_info": lambda: (
+                f'{{digest="{esc(row.digest)}",{it}}} {one}'
+                for it, row in tags
+                if row.digest and row.present
+            ),
+            "tagwatch_tag_changed_timestamp_seconds": lambda: (
+                f"{{{it}}} {num(when)}"
+                for it, row in tags
+                if (when := _ts(row.last_changed)) is not None
+            ),
+            "tagwatch_tag_checked_timestamp_seconds": lambda: (
+                f"{{{it}}} {num(last)}"
+                for it, row in tags
+                if (last := _ts(row.checked_at)) is not None
+            ),
+            "tagwatch_tag_changes": lambda: (
+                f"{{{it}}} {num(float(row.changes))}" for it, row in tags
+            ),
+            "tagwatch_tag_check_success": lambda: (
+                f"{{{it}}} {zero if row.error else one}" for it, row in tags
+            ),
+            # never resolved: no presence series, so no false "vanished"
+            "tagwatch_tag_present": lambda: (
+                f"{{{it}}} {one if row.present else zero}" for it, row in tags if row.answered
+            ),
+            "tagwatch_target_state": lambda: (
+                f'{{{ikp},state="{row.state.value}",tag="{tag}"}} {one}'
+                for ikp, tag, row in checked
+                if row.state
+            ),
+            "tagwatch_target_consecutive_failures": lambda: (
+                f'{{{ikp},tag="{tag}"}} {num(float(row.fail_count))}' for ikp, tag, row in checked
+            ),
+            "tagwatch_pin_stale": lambda: (
+                f"{{{ipt}}} {one if row.state is State.STALE else zero}" for ipt, row in pins
+            ),
+            "tagwatch_pin_missing": lambda: (
+                f"{{{ipt}}} {one if row.pin_missing else zero}" for ipt, row in pins
+            ),
+            "tagwatch_pin_behind_seconds": lambda: (
+                f"{{{ipt}}} {behind(row)}" for ipt, row in pins
+            ),
+            "tagwatch_tag_newer_available": lambda: (
+                f"{{{it}}} {num(float(len(row.newer)))}" for it, row in newer
+            ),
+        }
         for name, kind, doc, _ in STATE_FAMILIES:
             sample = f"{name}_total" if kind == "counter" else name
-            out.append(f"# HELP {sample} {doc}\n# TYPE {sample} {kind}\n")
-            family = lines[name]
-            if family:
-                out.append(f"{sample}" + f"\n{sample}".join(family) + "\n")
-            family.clear()  # each family's text is made, then its lines go
-        return "".join(out).encode()
+            family = [f"# HELP {sample} {doc}\n# TYPE {sample} {kind}\n"]
+            family += [f"{sample}{line}\n" for line in lines[name]()]
+            yield "".join(family).encode()
 
 
 class _OutboxCollector:
@@ -417,10 +438,18 @@ class Metrics:
     def observe_dropped_connection(self, reason: str) -> None:
         self.http_dropped.labels(reason).inc()
 
-    def exposition(self) -> bytes:
+    def exposition(self, gzip: bool = False) -> bytes:
         """The process-wide metrics (prometheus_client's registry), then the per-target
-        series."""
-        return generate_latest(self.registry) + self._state.text()
+        series; `gzip`: compressed as the text is made, family by family, so that the whole
+        text of 100,000 watches (~80 MB) never exists at once (Prometheus asks for gzip)."""
+        if not gzip:
+            return b"".join([generate_latest(self.registry), *self._state.chunks()])
+        # Level 1: the text is repetitive enough (~10x smaller); higher levels cost seconds.
+        packer = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        parts = [packer.compress(generate_latest(self.registry))]
+        parts += [packer.compress(chunk) for chunk in self._state.chunks()]
+        parts.append(packer.flush())
+        return b"".join(parts)
 
 
 def state_rows(targets: Sequence[Target], rows: Sequence[StatusRow]) -> list[StateRow]:

@@ -5,6 +5,7 @@ escaping and number formatting."""
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from prometheus_client.exposition import generate_latest
 
 from tagwatch.core.model import Kind, State, Target
 from tagwatch.core.refs import parse_ref
-from tagwatch.metrics import StateRow, _StateWriter, _ts
+from tagwatch.metrics import Metrics, StateRow, _StateWriter, _ts
 from tagwatch.store import StatusRow
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC).timestamp()
@@ -233,3 +234,17 @@ def test_no_rows_and_many_rows_alike() -> None:
         for t in (Target(Kind.WATCH, parse_ref(f"r.example/p/r{i % 7}:t{i}")) for i in range(500))
     ]
     assert _StateWriter(lambda: many, lambda: NOW).text() == _oracle(many)
+
+
+def test_gzip_exposition_is_the_same_text_compressed() -> None:
+    rows = _rows()
+    metrics = Metrics(rows=lambda: rows, clock=lambda: NOW)
+    plain = metrics.exposition().decode()
+    packed = metrics.exposition(gzip=True)
+    assert packed[:2] == b"\x1f\x8b"  # a gzip member, as Content-Encoding: gzip says
+    unpacked = gzip.decompress(packed).decode()
+    # The process's own metrics (CPU, memory) move between two scrapes; the rest may not.
+    tail = "# HELP tagwatch_targets "
+    assert tail in plain
+    assert unpacked[unpacked.index(tail) :] == plain[plain.index(tail) :]
+    assert unpacked.count("\n") == plain.count("\n")

@@ -251,3 +251,22 @@ def test_accept_out_of_file_descriptors_pauses_instead_of_spinning(
     pending[-1].sendall(b"ics HTTP/1.1\r\n\r\n")
     assert _recv_all(pending[-1]).startswith(b"HTTP/1.1 200 ")
     assert all(_closed_within(sock, 1.0) for sock in pending[:2])
+
+
+@pytest.mark.parametrize(
+    ("header", "gzip"),
+    [
+        (b"", False),
+        (b"Accept-Encoding: gzip\r\n", True),
+        (b"accept-encoding: deflate, GZIP;q=0.5\r\n", True),
+        (b"Accept-Encoding: identity, *\r\n", True),
+        (b"Accept-Encoding: gzip;q=0\r\n", False),
+        (b"Accept-Encoding: gzip;q=bad\r\n", False),
+        (b"Accept-Encoding: identity\r\n", False),
+        (b"X-Accept-Encoding: gzip\r\n", False),
+    ],
+)
+def test_parse_head_tells_whether_the_client_takes_gzip(header: bytes, gzip: bool) -> None:
+    request = parse_head(b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n")
+    assert isinstance(request, Request)
+    assert request.gzip is gzip

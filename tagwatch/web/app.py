@@ -76,7 +76,7 @@ class WebApp:
     def __call__(self, request: Request) -> Response:
         path = request.path
         if path == "/metrics":
-            return self._metrics()
+            return self._metrics(request.gzip)
         if path == "/healthz":
             ok, why = self.health()
             return Response(200 if ok else 503, (why + "\n").encode(), headers=COMMON)
@@ -91,13 +91,16 @@ class WebApp:
             return self._history(path[len(TARGETS) + 1 : -len(HISTORY_SUFFIX)])
         return Response.text(404, "not found: try / , /metrics, /healthz or /api/v1/targets")
 
-    def _metrics(self) -> Response:
+    def _metrics(self, gzip: bool) -> Response:
         try:
-            body = self.metrics.exposition()
+            body = self.metrics.exposition(gzip=gzip)
         except Exception as exc:  # noqa: BLE001 - a scrape must get an answer
             log.error("metrics: %s", exc)
             return Response.text(500, "metrics failed")
-        return Response(200, body, CONTENT_TYPE_LATEST)
+        headers = [("Vary", "Accept-Encoding")]
+        if gzip:
+            headers.append(("Content-Encoding", "gzip"))
+        return Response(200, body, CONTENT_TYPE_LATEST, headers)
 
     def _history(self, reference: str) -> Response:
         try:

@@ -82,6 +82,7 @@ class Request:
     method: str  # GET or HEAD
     path: str  # percent-decoded, without the query
     query: str
+    gzip: bool = False  # the client accepts `Content-Encoding: gzip` (Prometheus does)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +135,30 @@ def parse_head(head: bytes) -> Request | Response:
         return Response.text(400, "bad request target")
     path, _, query = target.partition("?")
     try:
-        return Request(method, unquote(path, errors="strict"), query)
+        return Request(method, unquote(path, errors="strict"), query, _accepts_gzip(head))
     except UnicodeDecodeError:
         return Response.text(400, "bad request target: not UTF-8")
+
+
+def _accepts_gzip(head: bytes) -> bool:
+    """Whether an Accept-Encoding header of the head names gzip (or *) with a q above 0."""
+    for line in head.split(b"\n")[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or name.strip().lower() != b"accept-encoding":
+            continue
+        for item in value.split(b","):
+            coding, _, params = item.strip().partition(b";")
+            if coding.strip().lower() not in (b"gzip", b"*"):
+                continue
+            q = params.strip().lower()
+            if q.startswith(b"q="):
+                try:
+                    if float(q[2:]) <= 0:
+                        continue
+                except ValueError:
+                    continue
+            return True
+    return False
 
 
 class _Connection(asyncio.Protocol):
