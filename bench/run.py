@@ -1158,9 +1158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--scale-cycles",
         type=int,
-        default=10,
         metavar="N",
-        help="target 8: unchanged cycles after the first, for the growth (default 10)",
+        help="target 8: unchanged cycles after the first, for the growth (default 10; --quick: 3)",
     )
     parser.add_argument(
         "--scale-registry",
@@ -1255,7 +1254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     bench,
                     scale_sizes,
                     scale.get("rate"),
-                    cycles=args.scale_cycles,
+                    cycles=args.scale_cycles or (3 if args.quick else 10),
                     registry_dir=args.scale_registry,
                 )
                 print(f"   ({time.monotonic() - t:.1f}s)", flush=True)

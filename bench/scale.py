@@ -249,12 +249,14 @@ def wait_idle(
 
 
 def scrape(port: int) -> tuple[float, int, bytes, int]:
-    """(seconds, bytes, body, status) of one GET /metrics."""
+    """(seconds, bytes on the wire, body, status) of one GET /metrics, asking for gzip as
+    Prometheus does (the body is returned decompressed)."""
     started = time.perf_counter()
-    with httpx.Client(timeout=60) as client:
+    with httpx.Client(timeout=60, headers={"Accept-Encoding": "gzip"}) as client:
         response = client.get(f"http://127.0.0.1:{port}/metrics")
         body = response.content
-    return time.perf_counter() - started, len(body), body, response.status_code
+        wire = response.num_bytes_downloaded
+    return time.perf_counter() - started, wire, body, response.status_code
 
 
 @dataclass
@@ -271,7 +273,8 @@ class Figures:
     status_json_s: float
     status_json_cpu_s: float
     scrape_s: float
-    scrape_mb: float
+    scrape_mb: float  # on the wire (gzip)
+    scrape_text_mb: float
     scrape_status: list[int]
     db_mb: float
     growth_kb: float
@@ -385,6 +388,7 @@ def measure_size(registry: Registry, work: Path, n: int, cycles: int, reps: int)
         status_json_cpu_s=run.median([p.cpu for p in status_json]),
         scrape_s=run.median([s[0] for s in scrapes]),
         scrape_mb=scrapes[-1][1] / 1e6,
+        scrape_text_mb=len(body) / 1e6,
         scrape_status=statuses,
         db_mb=db_bytes / 1e6,
         growth_kb=(size1 - size0) / 1024,
@@ -431,7 +435,8 @@ def growth_table(figures: Sequence[Figures], cycles: int) -> str:
         ("status, s", lambda f: f.status_s, ".2f"),
         ("status --json, s", lambda f: f.status_json_s, ".2f"),
         ("/metrics scrape, s", lambda f: f.scrape_s, ".3f"),
-        ("/metrics size, MB", lambda f: f.scrape_mb, ".2f"),
+        ("/metrics size on the wire, MB", lambda f: f.scrape_mb, ".2f"),
+        ("/metrics text, MB", lambda f: f.scrape_text_mb, ".2f"),
         ("database, MB", lambda f: f.db_mb, ".2f"),
         (f"growth over {cycles} cycles, KB", lambda f: f.growth_kb, ".1f"),
         ("SIGHUP reload, s", lambda f: f.reload_s, ".3f"),
@@ -545,7 +550,13 @@ def _scale_target(
                 detail="median of 3, the daemon idle",
             )
             results.at_most(
-                f"{tag}: /metrics scrape size", f.scrape_mb, GOAL_SCRAPE_MB * r, "MB", fmt=".1f"
+                f"{tag}: /metrics scrape size",
+                f.scrape_mb,
+                GOAL_SCRAPE_MB * r,
+                "MB",
+                fmt=".1f",
+                detail=f"on the wire, with Accept-Encoding: gzip as Prometheus scrapes; the "
+                f"text itself {f.scrape_text_mb:.1f} MB",
             )
         else:
             results.add(
