@@ -186,7 +186,9 @@ class Daemon:
         self._since: dict[str, float] = {}  # job id -> monotonic time it was scheduled
         self._started: dict[str, float] = {}  # job id -> monotonic start of its running cycle
         self._overrun: set[str] = set()  # jobs whose skipped runs were logged
-        self._last_report: dict[str, CycleReport] = {}
+        # job id -> (targets failing, end) of its last cycle: the status line's two figures,
+        # not the whole report (100,000 results, held beside the next cycle's).
+        self._last_report: dict[str, tuple[int, datetime | None]] = {}
         self._last_error: dict[str, str] = {}
         self._notes: set[str] = set()  # containers of [[source]] engines that are not pins
         self.server: Server | None = None
@@ -567,7 +569,7 @@ class Daemon:
     def _finished(self, job_id: str, report: CycleReport, seconds: float) -> None:
         if report.abandoned:
             return
-        self._last_report[job_id] = report
+        self._last_report[job_id] = (sum(1 for r in report.results if r.failed), report.finished)
         self._done[job_id] = time.monotonic()
         events = [e.kind.value for r in report.results for e in r.events]
         events += [e.kind.value for e in report.registry_events]
@@ -648,8 +650,8 @@ class Daemon:
     def status_line(self) -> str:
         config = self.runtime.config
         reports = list(self._last_report.values())
-        failing = sum(1 for r in reports for x in r.results if x.failed)
-        last = max((r.finished for r in reports if r.finished), default=None)
+        failing = sum(failed for failed, _ in reports)
+        last = max((finished for _, finished in reports if finished), default=None)
         when = format_time(last) if last else "none yet"
         return (
             f"{len(config.targets)} targets on {len({t.ref.registry for t in config.targets})} "
