@@ -511,8 +511,13 @@ def _scale_target(
             GOAL_RATE / r,
             "x",
             fmt=".2f",
-            detail=f"{f.rate:.0f}/s (mean of {cycles} warm cycles, {f.cycle_seconds:.2f}s, the "
-            f"daemon's own cycle histogram) vs {reference:.0f}/s, {where}; "
+            detail=f"{f.rate:.0f}/s (mean of {cycles} warm cycles, {f.cycle_seconds:.2f}s, "
+            + (
+                "the daemon's own cycle histogram"
+                if f.scrape_status == [200]
+                else "recall to record lines of the log: /metrics did not answer"
+            )
+            + f") vs {reference:.0f}/s, {where}; "
             f"{f.cpu_per_tag_ms:.3f} ms CPU per tag per cycle; first cycle {f.first_cycle:.1f}s",
         )
         results.at_most(
