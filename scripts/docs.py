@@ -27,8 +27,8 @@ Generators (each starts what it needs on loopback: the distribution registry, we
 
 A temporary directory in what they print shows as `…/`; nothing else is edited. `MANUAL`
 lists the exceptions, blocks this script leaves alone: the performance table comes from a
-full `bench/run.py` run on a quiet machine, the container run from scripts/image_demo.py
-after an image build.
+full `bench/run.py` run on a quiet machine, the scaling table from `bench/scale.py`, the
+container run from scripts/image_demo.py after an image build.
 
     ./dev docs              # every block
     ./dev docs audit demo   # these only
@@ -62,6 +62,7 @@ BLOCK = re.compile(
 #: Blocks this script does not make, and what does.
 MANUAL = {
     "bench": "bench/run.py, full mode, on a quiet machine (see README Performance)",
+    "scale": "bench/scale.py (target 8), its growth table at 1,000, 10,000 and 100,000",
     "image-demo": "scripts/image_demo.py, after scripts/build_image.sh builds the image",
     "kubernetes-validate": "the command shown, in deploy/kubernetes",
 }
