@@ -160,113 +160,135 @@ class _StateWriter:
     def chunks(self) -> Iterator[bytes]:
         """The exposition text of each family in turn: only one family's lines exist at a
         time (at 100,000 watches a family is ~10 MB of text, all of them ~80 MB)."""
-        rows = self._rows()
-        now = self._clock()
-        escaped: dict[str, str] = {}
-        numbers: dict[float, str] = {}
+        text = _Text()
+        lines = _family_lines(_Series.of(self._rows(), text), text, self._clock())
+        for name, kind, doc, _ in STATE_FAMILIES:
+            sample = f"{name}_total" if kind == "counter" else name
+            family = [f"# HELP {sample} {doc}\n# TYPE {sample} {kind}\n"]
+            family += [f"{sample}{line}\n" for line in lines[name]()]
+            yield "".join(family).encode()
 
-        def esc(value: str) -> str:
-            text = escaped.get(value)
-            if text is None:
-                text = escaped[value] = _escape(value)
-            return text
 
-        def num(value: float) -> str:
-            text = numbers.get(value)
-            if text is None:
-                text = numbers[value] = floatToGoString(value)  # type: ignore[no-untyped-call]
-            return text
+class _Text:
+    """Label values escaped and numbers formatted as prometheus_client does, each distinct
+    one once per scrape."""
 
-        # One pass: which rows give which series, with their label text (labels sorted by
-        # name, as prometheus_client writes them).
-        targets = {Kind.WATCH.value: 0, Kind.PIN.value: 0}
-        tags: list[tuple[str, StatusRow]] = []  # the first row of each (image, tag)
-        checked: list[tuple[str, str, StatusRow]] = []  # every checked target
-        pins: list[tuple[str, StatusRow]] = []
-        newer: list[tuple[str, StatusRow]] = []
+    def __init__(self) -> None:
+        self._escaped: dict[str, str] = {}
+        self._numbers: dict[float, str] = {}
+
+    def esc(self, value: str) -> str:
+        text = self._escaped.get(value)
+        if text is None:
+            text = self._escaped[value] = _escape(value)
+        return text
+
+    def num(self, value: float) -> str:
+        text = self._numbers.get(value)
+        if text is None:
+            text = self._numbers[value] = floatToGoString(value)  # type: ignore[no-untyped-call]
+        return text
+
+
+@dataclass
+class _Series:
+    """Which rows give which series, with their label text (labels sorted by name, as
+    prometheus_client writes them): one pass over the rows."""
+
+    targets: dict[str, int]
+    tags: list[tuple[str, StatusRow]]  # the first row of each (image, tag)
+    checked: list[tuple[str, str, StatusRow]]  # every checked target
+    pins: list[tuple[str, StatusRow]]
+    newer: list[tuple[str, StatusRow]]
+
+    @classmethod
+    def of(cls, rows: Sequence[StateRow], text: _Text) -> _Series:
+        esc = text.esc
+        series = cls({Kind.WATCH.value: 0, Kind.PIN.value: 0}, [], [], [], [])
         tags_done: set[tuple[str, str]] = set()
         newer_done: set[tuple[str, str]] = set()
         for item in rows:
             target, row = item.target, item.row
             image, tag = target.ref.name, target.tag
             kind = target.kind.value
-            targets[kind] += 1
+            series.targets[kind] += 1
             if row is None:
                 continue  # not checked yet: no series rather than made-up values
             pinned = target.pinned or ""
-            checked.append(
+            series.checked.append(
                 (f'image="{esc(image)}",kind="{kind}",pinned="{esc(pinned)}"', esc(tag), row)
             )
             if target.kind is Kind.PIN:
-                pins.append((f'image="{esc(image)}",pinned="{esc(pinned)}",tag="{esc(tag)}"', row))
+                series.pins.append(
+                    (f'image="{esc(image)}",pinned="{esc(pinned)}",tag="{esc(tag)}"', row)
+                )
             it = f'image="{esc(image)}",tag="{esc(tag)}"'
             if target.newer and (image, tag) not in newer_done:
                 newer_done.add((image, tag))
-                newer.append((it, row))
+                series.newer.append((it, row))
             if (image, tag) not in tags_done:
                 tags_done.add((image, tag))
-                tags.append((it, row))
-        one, zero = num(1.0), num(0.0)
+                series.tags.append((it, row))
+        return series
 
-        def behind(row: StatusRow) -> str:
-            since = _ts(row.behind_since)
-            return num(max(0.0, now - since) if since else 0.0)
 
-        lines: dict[str, Callable[[], Iterable[str]]] = {
-            "tagwatch_targets": lambda: (
-                f'{{kind="{k}"}} {num(float(n))}' for k, n in targets.items()
-            ),
-            "tagwatch_tag_info": lambda: (
-                f'{{digest="{esc(row.digest)}",{it}}} {one}'
-                for it, row in tags
-                if row.digest and row.present
-            ),
-            "tagwatch_tag_changed_timestamp_seconds": lambda: (
-                f"{{{it}}} {num(when)}"
-                for it, row in tags
-                if (when := _ts(row.last_changed)) is not None
-            ),
-            "tagwatch_tag_checked_timestamp_seconds": lambda: (
-                f"{{{it}}} {num(last)}"
-                for it, row in tags
-                if (last := _ts(row.checked_at)) is not None
-            ),
-            "tagwatch_tag_changes": lambda: (
-                f"{{{it}}} {num(float(row.changes))}" for it, row in tags
-            ),
-            "tagwatch_tag_check_success": lambda: (
-                f"{{{it}}} {zero if row.error else one}" for it, row in tags
-            ),
-            # never resolved: no presence series, so no false "vanished"
-            "tagwatch_tag_present": lambda: (
-                f"{{{it}}} {one if row.present else zero}" for it, row in tags if row.answered
-            ),
-            "tagwatch_target_state": lambda: (
-                f'{{{ikp},state="{row.state.value}",tag="{tag}"}} {one}'
-                for ikp, tag, row in checked
-                if row.state
-            ),
-            "tagwatch_target_consecutive_failures": lambda: (
-                f'{{{ikp},tag="{tag}"}} {num(float(row.fail_count))}' for ikp, tag, row in checked
-            ),
-            "tagwatch_pin_stale": lambda: (
-                f"{{{ipt}}} {one if row.state is State.STALE else zero}" for ipt, row in pins
-            ),
-            "tagwatch_pin_missing": lambda: (
-                f"{{{ipt}}} {one if row.pin_missing else zero}" for ipt, row in pins
-            ),
-            "tagwatch_pin_behind_seconds": lambda: (
-                f"{{{ipt}}} {behind(row)}" for ipt, row in pins
-            ),
-            "tagwatch_tag_newer_available": lambda: (
-                f"{{{it}}} {num(float(len(row.newer)))}" for it, row in newer
-            ),
-        }
-        for name, kind, doc, _ in STATE_FAMILIES:
-            sample = f"{name}_total" if kind == "counter" else name
-            family = [f"# HELP {sample} {doc}\n# TYPE {sample} {kind}\n"]
-            family += [f"{sample}{line}\n" for line in lines[name]()]
-            yield "".join(family).encode()
+def _family_lines(s: _Series, text: _Text, now: float) -> dict[str, Callable[[], Iterable[str]]]:
+    """Each state family's sample lines after its name, made when the family is written."""
+    esc, num = text.esc, text.num
+    one, zero = num(1.0), num(0.0)
+
+    def behind(row: StatusRow) -> str:
+        since = _ts(row.behind_since)
+        return num(max(0.0, now - since) if since else 0.0)
+
+    return {
+        "tagwatch_targets": lambda: (
+            f'{{kind="{k}"}} {num(float(n))}' for k, n in s.targets.items()
+        ),
+        "tagwatch_tag_info": lambda: (
+            f'{{digest="{esc(row.digest)}",{it}}} {one}'
+            for it, row in s.tags
+            if row.digest and row.present
+        ),
+        "tagwatch_tag_changed_timestamp_seconds": lambda: (
+            f"{{{it}}} {num(when)}"
+            for it, row in s.tags
+            if (when := _ts(row.last_changed)) is not None
+        ),
+        "tagwatch_tag_checked_timestamp_seconds": lambda: (
+            f"{{{it}}} {num(last)}"
+            for it, row in s.tags
+            if (last := _ts(row.checked_at)) is not None
+        ),
+        "tagwatch_tag_changes": lambda: (
+            f"{{{it}}} {num(float(row.changes))}" for it, row in s.tags
+        ),
+        "tagwatch_tag_check_success": lambda: (
+            f"{{{it}}} {zero if row.error else one}" for it, row in s.tags
+        ),
+        # never resolved: no presence series, so no false "vanished"
+        "tagwatch_tag_present": lambda: (
+            f"{{{it}}} {one if row.present else zero}" for it, row in s.tags if row.answered
+        ),
+        "tagwatch_target_state": lambda: (
+            f'{{{ikp},state="{row.state.value}",tag="{tag}"}} {one}'
+            for ikp, tag, row in s.checked
+            if row.state
+        ),
+        "tagwatch_target_consecutive_failures": lambda: (
+            f'{{{ikp},tag="{tag}"}} {num(float(row.fail_count))}' for ikp, tag, row in s.checked
+        ),
+        "tagwatch_pin_stale": lambda: (
+            f"{{{ipt}}} {one if row.state is State.STALE else zero}" for ipt, row in s.pins
+        ),
+        "tagwatch_pin_missing": lambda: (
+            f"{{{ipt}}} {one if row.pin_missing else zero}" for ipt, row in s.pins
+        ),
+        "tagwatch_pin_behind_seconds": lambda: (f"{{{ipt}}} {behind(row)}" for ipt, row in s.pins),
+        "tagwatch_tag_newer_available": lambda: (
+            f"{{{it}}} {num(float(len(row.newer)))}" for it, row in s.newer
+        ),
+    }
 
 
 class _OutboxCollector:
