@@ -75,7 +75,7 @@ def main() -> None:
             podman("exec", NAME, "tagwatch", "status")
             podman("exec", NAME, "ls", "-l", "/var/lib/tagwatch")
             podman("exec", NAME, "touch", "/opt/tagwatch/x")
-            print("$ curl -s 127.0.0.1:9479/metrics | grep ^tagwatch_tag_info")
+            print(f"$ curl -s 127.0.0.1:{port}/metrics | grep ^tagwatch_tag_info")
             text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
             print("\n".join(ln for ln in text.splitlines() if ln.startswith("tagwatch_tag_info")))
             podman("stop", "-t", "20", NAME)
