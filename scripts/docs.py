@@ -133,38 +133,24 @@ def _gallery(part: str) -> Callable[[], str]:
     return run
 
 
-_engines_cache: list[str] = []
-
 #: The steps of scripts/status_page.py (its `==> ` headings, in order), one block each; it
 #: also writes the status page's screenshots, docs/status-page.png and -phone.png.
 WEB_STEPS = ("web-targets", "web-history")
-_web_cache: list[str] = []
+
+#: What each multi-step script printed, split at its `==> ` headings: it runs once.
+_steps_cache: dict[str, list[str]] = {}
 
 
-def _web(step: int) -> Callable[[], str]:
+def _step(script: str, names: tuple[str, ...], step: int) -> Callable[[], str]:
+    """Block `step` of scripts/SCRIPT, which prints one `==> ` step per name in `names`."""
+
     def run() -> str:
-        if not _web_cache:
-            steps = re.split(r"^==> .*\n", _script("status_page.py"), flags=re.M)[1:]
-            if len(steps) != len(WEB_STEPS):
-                raise SystemExit(
-                    f"scripts/status_page.py printed {len(steps)} steps, not {len(WEB_STEPS)}"
-                )
-            _web_cache.extend(step.strip("\n") + "\n" for step in steps)
-        return _web_cache[step]
-
-    return run
-
-
-def _engines(step: int) -> Callable[[], str]:
-    def run() -> str:
-        if not _engines_cache:
-            steps = re.split(r"^==> .*\n", _script("engines_demo.py"), flags=re.M)[1:]
-            if len(steps) != len(ENGINES_STEPS):
-                raise SystemExit(
-                    f"scripts/engines_demo.py printed {len(steps)} steps, not {len(ENGINES_STEPS)}"
-                )
-            _engines_cache.extend(step.strip("\n") + "\n" for step in steps)
-        return _engines_cache[step]
+        if script not in _steps_cache:
+            steps = re.split(r"^==> .*\n", _script(script), flags=re.M)[1:]
+            if len(steps) != len(names):
+                raise SystemExit(f"scripts/{script} printed {len(steps)} steps, not {len(names)}")
+            _steps_cache[script] = [text.strip("\n") + "\n" for text in steps]
+        return _steps_cache[script][step]
 
     return run
 
@@ -212,10 +198,9 @@ def generators() -> dict[str, tuple[str, Callable[[], str]]]:
     out["scale"] = (f"bench/full-run.json (target 8), {run}", _scale)
     for name in readme_examples.SECTIONS:
         out[name] = (f"scripts/readme_examples.py {name}", _section(name))
-    for i, name in enumerate(ENGINES_STEPS):
-        out[name] = (f"scripts/engines_demo.py, step {i + 1}", _engines(i))
-    for i, name in enumerate(WEB_STEPS):
-        out[name] = (f"scripts/status_page.py, step {i + 1}", _web(i))
+    for script, names in (("engines_demo.py", ENGINES_STEPS), ("status_page.py", WEB_STEPS)):
+        for i, name in enumerate(names):
+            out[name] = (f"scripts/{script}, step {i + 1}", _step(script, names, i))
     return out
 
 
