@@ -157,6 +157,8 @@ def _deliver(report: CycleReport, notifier: Notifier, clock: Callable[[], dateti
 
 
 def _say_plan(known: Known, targets: Sequence[Target], workers: Workers) -> None:
+    if not steps.isEnabledFor(logging.INFO):
+        return  # its sets walk every target: at 100,000 watches, not for a line nobody sees
     steps.info(
         "recall: the database knows %s and %s",
         _n(len(known.tags), "tag"),
