@@ -133,12 +133,25 @@ def _fail(message: str, status: int = EXIT_USAGE) -> int:
     return status
 
 
-def _json(data: Any) -> str:
-    """What `--json` prints: every string in it cleaned (labels, error messages and platform
-    names come from registries), so a consumer gets plain one-line data."""
-    from tagwatch.core.markup import clean_data
+def _print_json(data: Any, *, cleaned: bool = False) -> None:
+    """Print what `--json` prints: every string in it cleaned (labels, error messages and
+    platform names come from registries), so a consumer gets plain one-line data; `cleaned`:
+    `data` is already (`views` objects are). UTF-8, indented by two spaces, written as bytes
+    whatever the host's locale (orjson: at 100,000 watches `json.dumps(indent=2)` alone took
+    longer than the rest of `status --json`)."""
+    import orjson
 
-    return json.dumps(clean_data(data, CELL_LIMIT), indent=2)
+    if not cleaned:
+        from tagwatch.core.markup import clean_data
+
+        data = clean_data(data, CELL_LIMIT)
+    text = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a text-only stream (a test's StringIO)
+        sys.stdout.write(text.decode())
+        return
+    sys.stdout.flush()  # what was printed before comes first
+    buffer.write(text)
 
 
 # --- shared pieces ------------------------------------------------------------------------
@@ -224,14 +237,24 @@ CELL_LIMIT = 300  # characters of one table cell or JSON string: a reference's 2
 def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     """Aligned columns, one line per row whatever a cell holds: every cell is `clean`ed
     (a registry's error message, a label, a tag name cannot break a line or a column)."""
-    rows = [[clean(cell, CELL_LIMIT) for cell in row] for row in rows]
-    widths = [len(h) for h in header]
-    for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
-    for row in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    return "\n".join(lines)
+    if any(len(row) != len(header) for row in rows):
+        raise ValueError("a table row has not one cell per column")
+    cleaned: dict[str, str] = {}  # most cells repeat (a kind, a state, a time): clean each once
+
+    def cell(text: str) -> str:
+        line = cleaned.get(text)
+        if line is None:
+            line = cleaned[text] = clean(text, CELL_LIMIT)
+        return line
+
+    rows = [[cell(c) for c in row] for row in rows]
+    columns = zip(*rows, strict=True) if rows else [()] * len(header)
+    widths = [
+        max(len(h), max(map(len, column), default=0))
+        for h, column in zip(header, columns, strict=True)
+    ]
+    line = "  ".join(f"{{:<{w}}}" for w in widths).format
+    return "\n".join([line(*header).rstrip(), *(line(*row).rstrip() for row in rows)])
 
 
 def _print_outbox(waiting: Sequence[Undelivered]) -> None:
@@ -376,7 +399,7 @@ def _report(
         if mine:
             obj["registry_events"] = mine
     if as_json:
-        print(_json(objects))
+        _print_json(objects)
         return
     _print_targets(objects, events)
     for event in report.registry_events:
@@ -427,7 +450,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         waiting = store.undelivered(datetime.now(UTC))
         objects = status_objects(expansion.config, store, waiting)
         if args.json:
-            print(_json(objects))
+            _print_json(objects, cleaned=True)  # status_objects cleans what it reads
         else:
             _print_targets(objects, {})
             _print_outages(store)
@@ -465,7 +488,7 @@ def cmd_history(args: argparse.Namespace) -> int:
             print("[]")
         return _fail(_no_history(config, ref.registry, ref.repository, tag, recorded), EXIT_FAILED)
     if args.json:
-        print(_json(objects))
+        _print_json(objects, cleaned=True)  # history_objects cleans what it reads
         return EXIT_OK
     rows = [
         [
@@ -587,16 +610,14 @@ def cmd_resolve(args: argparse.Namespace) -> int:
         print(digest)
         return EXIT_OK
     if args.json:
-        print(
-            _json(
-                {
-                    "image": ref.name,
-                    "tag": ref.tag,
-                    "digest": seen.digest,
-                    "media_type": seen.media_type,
-                    "platforms": dict(seen.platforms),
-                }
-            )
+        _print_json(
+            {
+                "image": ref.name,
+                "tag": ref.tag,
+                "digest": seen.digest,
+                "media_type": seen.media_type,
+                "platforms": dict(seen.platforms),
+            }
         )
     else:
         print(seen.digest)
@@ -646,7 +667,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        print(_json([row.as_dict() for row in rows]))
+        _print_json([row.as_dict() for row in rows])
     elif args.markdown:
         print(to_markdown(rows))
     else:
