@@ -183,6 +183,10 @@ class Daemon:
         self._running_jobs = 0
         self._idle = threading.Condition()
         self._done: dict[str, float] = {}  # job id -> monotonic end of its last cycle
+        # One more at each new set of targets (a reload, a source), always just after it is
+        # in place: a scrape in between reads the new targets under the old version (made
+        # again at the next scrape), never old targets under the new one.
+        self._targets_version = 0
         self._since: dict[str, float] = {}  # job id -> monotonic time it was scheduled
         self._started: dict[str, float] = {}  # job id -> monotonic start of its running cycle
         self._overrun: set[str] = set()  # jobs whose skipped runs were logged
@@ -210,9 +214,12 @@ class Daemon:
 
         config = self._load()  # a ConfigError here is exit status 2
         self.store = Store(config.settings.database)
-        self.metrics = Metrics(rows=self._state_rows, pending=self._pending_alerts)
+        self.metrics = Metrics(
+            rows=self._state_rows, pending=self._pending_alerts, version=self._state_version
+        )
         config = self._expand(config)
         self.runtime = self._build(config)
+        self._targets_version += 1
         self.metrics.interval.set(
             max((p.interval for p in self.runtime.jobs.values()), default=config.settings.interval)
         )
@@ -375,6 +382,7 @@ class Daemon:
         jobs = plan_jobs(config, self.clock())
         old_jobs, runtime.jobs = runtime.jobs, jobs
         runtime.config = config
+        self._targets_version += 1
         self.slots.set_groups(_registries(jobs))
         self._schedule(old_jobs, jobs, config)
         after = {t.key for t in config.targets}
@@ -420,6 +428,7 @@ class Daemon:
             max((p.interval for p in new.jobs.values()), default=config.settings.interval)
         )
         self.runtime = new
+        self._targets_version += 1
         self._schedule(old.jobs, new.jobs, config, old.config)
         self._log_jobs({k: plan for k, plan in new.jobs.items() if k not in old.jobs})
         self._schedule_sources(config)
@@ -547,6 +556,7 @@ class Daemon:
                 abort=self._abort,
             )
             self._finished(job_id, report, time.monotonic() - started)
+            self.metrics.warm()  # the next scrape's text, made now rather than while it waits
         except Exception:  # noqa: BLE001 - a bug in one cycle must not stop the daemon
             log.exception("cycle %s failed unexpectedly", job_id)
         finally:
@@ -625,6 +635,11 @@ class Daemon:
 
     def _state_rows(self) -> list[StateRow]:
         return state_rows(self.runtime.config.targets, self.store.status_rows())
+
+    def _state_version(self) -> tuple[int, tuple[int, int]]:
+        """Changes whenever `_state_rows` may: the targets (a reload, a [[source]]'s new
+        reading) or the database."""
+        return self._targets_version, self.store.version()
 
     def health(self) -> tuple[bool, str]:
         """Healthy while every job completed a cycle within twice its interval (counted from

@@ -6,9 +6,10 @@ Two kinds of series:
   prometheus_client objects, created at start with every known label value set to 0, so
   that `rate()` and `increase()` work from the first scrape.
 * Per-target series (`tagwatch_tag_*`, `tagwatch_pin_*`, `tagwatch_target_*`) are written
-  as text from the current state at scrape time (`_StateWriter`, byte for byte what
-  prometheus_client would write for them, without its per-sample objects): a target removed
-  from the config disappears from the next scrape, and nothing is kept in memory twice.
+  as text from the current state (`_StateWriter`, byte for byte what prometheus_client would
+  write for them, without its per-sample objects), kept gzip-compressed between two changes
+  of that state: a target removed from the config disappears from the next scrape, and no
+  series object exists between scrapes.
 
 Digests appear only as a label of `tagwatch_tag_info`, whose value is always 1, so each move
 adds exactly one new series.
@@ -17,6 +18,7 @@ adds exactly one new series.
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,6 +41,7 @@ from prometheus_client.utils import floatToGoString
 
 from tagwatch import __version__
 from tagwatch.core.model import EventKind, Kind, State, Target
+from tagwatch.errors import StoreError
 from tagwatch.registry.gate import parse_ratelimit_header
 from tagwatch.store import StatusRow
 
@@ -141,6 +144,24 @@ def _escape(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
+# The one state family whose values move with the clock (now - behind_since): written at
+# every scrape. Every other one changes only when the recorded state or the targets do.
+_MOVING = frozenset({"tagwatch_pin_behind_seconds"})
+
+
+@dataclass(frozen=True)
+class _Packed:
+    """The state families that do not move with the clock, deflated once per change of
+    `version`, with what a scrape needs to add the rest: the pins' label text and when
+    each fell behind."""
+
+    version: Any
+    deflated: bytes  # raw deflate blocks, sync-flushed: more blocks may follow
+    crc: int  # CRC-32 and length of the text they hold (gzip's trailer counts it all)
+    length: int
+    pins: list[tuple[str, float | None]]
+
+
 class _StateWriter:
     """The per-target series, written as exposition text from `rows()` at every scrape.
 
@@ -148,25 +169,125 @@ class _StateWriter:
     without its objects: a scrape of 100,000 watches builds 800,000 samples, which through
     MetricFamily objects cost ~7 s of CPU and ~450 MB at the peak; here each line is one
     format of already-escaped label text, and each distinct label value and number is
-    escaped or formatted once per scrape."""
+    escaped or formatted once per scrape.
 
-    def __init__(self, rows: Callable[[], Sequence[StateRow]], clock: Callable[[], float]):
+    With `version` (a value that changes whenever the rows or the targets may have), the
+    gzip exposition keeps the families that do not move with the clock compressed between
+    two changes: at 100,000 watches reading the rows and writing their text is ~2 s, and a
+    daemon's state changes once per cycle while Prometheus scrapes several times."""
+
+    def __init__(
+        self,
+        rows: Callable[[], Sequence[StateRow]],
+        clock: Callable[[], float],
+        version: Callable[[], Any] | None = None,
+    ):
         self._rows = rows
         self._clock = clock
+        self._version = version
+        self._packed: _Packed | None = None
+        self._scraped = False  # a gzip scrape since the last pack
+        self._lock = threading.Lock()
 
     def text(self) -> bytes:
         return b"".join(self.chunks())
 
-    def chunks(self) -> Iterator[bytes]:
-        """The exposition text of each family in turn: only one family's lines exist at a
-        time (at 100,000 watches a family is ~10 MB of text, all of them ~80 MB)."""
+    def chunks(self, names: Iterable[str] | None = None) -> Iterator[bytes]:
+        """The exposition text of each family in turn (`names`: only those): only one
+        family's lines exist at a time (at 100,000 watches a family is ~10 MB of text, all
+        of them ~80 MB)."""
         text = _Text()
-        lines = _family_lines(_Series.of(self._rows(), text), text, self._clock())
-        for name, kind, doc, _ in STATE_FAMILIES:
-            sample = f"{name}_total" if kind == "counter" else name
-            family = [f"# HELP {sample} {doc}\n# TYPE {sample} {kind}\n"]
-            family += [f"{sample}{line}\n" for line in lines[name]()]
-            yield "".join(family).encode()
+        series = _Series.of(self._rows(), text)
+        yield from _families(series, text, self._clock(), names)
+
+    def exposition(self, head: bytes, gzip: bool) -> bytes:
+        """The state families that do not move with the clock, then `head` (the process-wide
+        metrics), then the one that does; `gzip`: as one gzip member."""
+        if not gzip:
+            steady = [n for n, *_ in STATE_FAMILIES if n not in _MOVING]
+            series_text = _Text()
+            series = _Series.of(self._rows(), series_text)
+            now = self._clock()
+            return b"".join(
+                [
+                    *_families(series, series_text, now, steady),
+                    head,
+                    *_families(series, series_text, now, _MOVING),
+                ]
+            )
+        self._scraped = True
+        packed = self._pack()
+        tail = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+        parts = [_GZIP_HEADER, packed.deflated]
+        crc, length = packed.crc, packed.length
+        for chunk in (head, _pins_behind(packed.pins, self._clock())):
+            parts.append(tail.compress(chunk))
+            crc, length = zlib.crc32(chunk, crc), length + len(chunk)
+        parts += [tail.flush(), struct.pack("<II", crc, length & 0xFFFFFFFF)]
+        return b"".join(parts)
+
+    def warm(self) -> None:
+        """Pack a changed state now (the daemon calls this after each cycle), so that the
+        next scrape finds it made; only when a gzip scrape came since the last pack: never
+        more packs than scrapes, and none for a daemon nobody scrapes."""
+        if self._version is None or not self._scraped:
+            return
+        self._scraped = False
+        try:
+            self._pack()
+        except StoreError as exc:  # the next scrape meets it, and answers 500
+            log.warning("metrics: %s", exc)
+
+    def _pack(self) -> _Packed:
+        with self._lock:  # two scrapes at once: one packs, the other waits and reuses it
+            version = self._version() if self._version is not None else object()
+            if self._packed is not None and self._packed.version == version:
+                return self._packed
+            self._packed = None  # the old text goes before the new is made
+            text = _Text()
+            series = _Series.of(self._rows(), text)
+            steady = [n for n, *_ in STATE_FAMILIES if n not in _MOVING]
+            # Level 1: the text is repetitive enough (~30x smaller); higher levels cost seconds.
+            packer = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+            parts, crc, length = [], 0, 0
+            for chunk in _families(series, text, 0.0, steady):
+                parts.append(packer.compress(chunk))
+                crc, length = zlib.crc32(chunk, crc), length + len(chunk)
+            parts.append(packer.flush(zlib.Z_SYNC_FLUSH))
+            pins = [(ipt, _ts(row.behind_since)) for ipt, row in series.pins]
+            self._packed = _Packed(version, b"".join(parts), crc, length, pins)
+            return self._packed
+
+
+# A gzip member's header: deflate, no name or comment, no time, unknown OS (RFC 1952).
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+
+def _pins_behind(pins: Sequence[tuple[str, float | None]], now: float) -> bytes:
+    """tagwatch_pin_behind_seconds, as _family_lines writes it, from the packed pins."""
+    text = _Text()
+    name, kind, doc, _ = next(f for f in STATE_FAMILIES if f[0] == "tagwatch_pin_behind_seconds")
+    lines = [f"# HELP {name} {doc}\n# TYPE {name} {kind}\n"]
+    lines += [
+        f"{name}{{{ipt}}} {text.num(max(0.0, now - since) if since else 0.0)}\n"
+        for ipt, since in pins
+    ]
+    return "".join(lines).encode()
+
+
+def _families(
+    series: _Series, text: _Text, now: float, names: Iterable[str] | None = None
+) -> Iterator[bytes]:
+    """Each family's exposition text (those in `names`, else all), in STATE_FAMILIES order."""
+    lines = _family_lines(series, text, now)
+    wanted = None if names is None else set(names)
+    for name, kind, doc, _ in STATE_FAMILIES:
+        if wanted is not None and name not in wanted:
+            continue
+        sample = f"{name}_total" if kind == "counter" else name
+        family = [f"# HELP {sample} {doc}\n# TYPE {sample} {kind}\n"]
+        family += [f"{sample}{line}\n" for line in lines[name]()]
+        yield "".join(family).encode()
 
 
 class _Text:
@@ -321,6 +442,7 @@ class Metrics:
         rows: Callable[[], Sequence[StateRow]] = list,
         clock: Callable[[], float] = lambda: datetime.now(UTC).timestamp(),
         pending: Callable[[], Mapping[str, int]] = dict,
+        version: Callable[[], Any] | None = None,
     ) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` doubles output
         self.registry = CollectorRegistry()
@@ -410,7 +532,7 @@ class Metrics:
             registry=r,
         )
         r.register(_OutboxCollector(pending))
-        self._state = _StateWriter(rows, clock)
+        self._state = _StateWriter(rows, clock, version)
         self._lock = threading.Lock()
         self._last_finished = 0.0
 
@@ -461,17 +583,17 @@ class Metrics:
         self.http_dropped.labels(reason).inc()
 
     def exposition(self, gzip: bool = False) -> bytes:
-        """The process-wide metrics (prometheus_client's registry), then the per-target
-        series; `gzip`: compressed as the text is made, family by family, so that the whole
-        text of 100,000 watches (~80 MB) never exists at once (Prometheus asks for gzip)."""
-        if not gzip:
-            return b"".join([generate_latest(self.registry), *self._state.chunks()])
-        # Level 1: the text is repetitive enough (~10x smaller); higher levels cost seconds.
-        packer = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-        parts = [packer.compress(generate_latest(self.registry))]
-        parts += [packer.compress(chunk) for chunk in self._state.chunks()]
-        parts.append(packer.flush())
-        return b"".join(parts)
+        """The per-target series, then the process-wide metrics (prometheus_client's
+        registry), then the one per-target family that moves with the clock; `gzip`:
+        compressed (Prometheus asks for it), the steady families from a copy kept until the
+        state changes, so that the ~80 MB of text of 100,000 watches is neither made at
+        every scrape nor ever held whole."""
+        return self._state.exposition(generate_latest(self.registry), gzip)
+
+    def warm(self) -> None:
+        """After a cycle: write the per-target series of the new state before the next scrape
+        asks for them (`_StateWriter.warm`)."""
+        self._state.warm()
 
 
 def state_rows(targets: Sequence[Target], rows: Sequence[StatusRow]) -> list[StateRow]:

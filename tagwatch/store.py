@@ -249,6 +249,14 @@ class Store:
         with self._lock:
             self.db.close()
 
+    def version(self) -> tuple[int, int]:
+        """A value that changes whenever what the database holds may have: rows this
+        connection changed (sqlite3's total_changes) and commits of other connections
+        (PRAGMA data_version). For caches of what is read from it (the metrics' text)."""
+        with self._errors("reading the version"):
+            other = self.db.execute("PRAGMA data_version").fetchone()[0]
+            return self.db.conn.total_changes, other
+
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
         """Hold the store's lock and turn sqlite errors into a one-line StoreError."""

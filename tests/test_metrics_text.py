@@ -6,6 +6,7 @@ escaping and number formatting."""
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -215,8 +216,12 @@ def _rows() -> list[StateRow]:
 
 
 def _oracle(rows: Sequence[StateRow]) -> bytes:
+    return _oracle_at(rows, NOW)
+
+
+def _oracle_at(rows: Sequence[StateRow], now: float) -> bytes:
     registry = CollectorRegistry()
-    registry.register(_StateCollector(lambda: rows, lambda: NOW))
+    registry.register(_StateCollector(lambda: rows, lambda: now))
     return generate_latest(registry)
 
 
@@ -236,6 +241,28 @@ def test_no_rows_and_many_rows_alike() -> None:
     assert _StateWriter(lambda: many, lambda: NOW).text() == _oracle(many)
 
 
+def _families(text: str) -> dict[str, list[str]]:
+    """The exposition's lines by family (its # HELP name), in order."""
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split()[2]
+        out.setdefault(name, []).append(line)
+    return out
+
+
+def _steady(text: str) -> list[str]:
+    """The lines of an exposition that may not change between two scrapes of one state:
+    all but the process's own (CPU, memory) and the pins' behind seconds (the clock)."""
+    moving = ("process_", "python_", "tagwatch_pin_behind_seconds")
+    return [
+        line
+        for name, lines in _families(text).items()
+        if not name.startswith(moving)
+        for line in lines
+    ]
+
+
 def test_gzip_exposition_is_the_same_text_compressed() -> None:
     rows = _rows()
     metrics = Metrics(rows=lambda: rows, clock=lambda: NOW)
@@ -243,8 +270,71 @@ def test_gzip_exposition_is_the_same_text_compressed() -> None:
     packed = metrics.exposition(gzip=True)
     assert packed[:2] == b"\x1f\x8b"  # a gzip member, as Content-Encoding: gzip says
     unpacked = gzip.decompress(packed).decode()
-    # The process's own metrics (CPU, memory) move between two scrapes; the rest may not.
-    tail = "# HELP tagwatch_targets "
-    assert tail in plain
-    assert unpacked[unpacked.index(tail) :] == plain[plain.index(tail) :]
+    assert _steady(unpacked) == _steady(plain)
     assert unpacked.count("\n") == plain.count("\n")
+    # One member, read whole by a decoder that stops after the first (httpx's, curl's).
+    one = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    assert one.decompress(packed) + one.flush() == unpacked.encode() and one.eof
+    assert one.unused_data == b""
+    # Every state family is there, each once, with what prometheus_client writes for it.
+    families = _families(unpacked)
+    oracle = _families(_oracle(rows).decode())
+    assert {n: families[n] for n in oracle} == oracle
+
+
+def test_the_steady_families_are_packed_once_per_state() -> None:
+    rows, version, reads = _rows(), [1], [0]
+    clock = [NOW]
+
+    def read() -> list[StateRow]:
+        reads[0] += 1
+        return rows
+
+    metrics = Metrics(rows=read, clock=lambda: clock[0], version=lambda: version[0])
+    first = gzip.decompress(metrics.exposition(gzip=True)).decode()
+    clock[0] += 90.0
+    second = gzip.decompress(metrics.exposition(gzip=True)).decode()
+    assert reads == [1]  # the second scrape read nothing
+    assert _steady(second) == _steady(first)
+    # ... and its pins' behind seconds are the clock's, not the first scrape's
+    behind = "tagwatch_pin_behind_seconds"
+    assert _families(first)[behind] != _families(second)[behind]
+    assert _families(second)[behind] == _families(_oracle_at(rows, clock[0]).decode())[behind]
+    # A new state (the version moves) is read and written again.
+    rows = [StateRow(rows[0].target, replace(rows[0].row, changes=99)), *rows[1:]]
+    version[0] += 1
+    third = gzip.decompress(metrics.exposition(gzip=True)).decode()
+    assert reads == [2]
+    assert _families(third) != _families(second)
+    assert 'tagwatch_tag_changes_total{image="registry.example:5000/team/app",tag="1.2"} 99.0' in (
+        third
+    )
+    # Without a version (tests, one-shot users), every scrape reads the state.
+    metrics = Metrics(rows=read, clock=lambda: NOW)
+    metrics.exposition(gzip=True)
+    metrics.exposition(gzip=True)
+    assert reads == [4]
+
+
+def test_a_cycle_warms_the_next_scrape_only_when_scrapes_come() -> None:
+    rows, version, reads = _rows(), [1], [0]
+
+    def read() -> list[StateRow]:
+        reads[0] += 1
+        return rows
+
+    metrics = Metrics(rows=read, clock=lambda: NOW, version=lambda: version[0])
+    version[0] += 1
+    metrics.warm()  # nobody scraped yet: nothing is made
+    assert reads == [0]
+    metrics.exposition(gzip=True)
+    assert reads == [1]
+    version[0] += 1
+    metrics.warm()  # scraped since the last pack: the new state is packed now ...
+    assert reads == [2]
+    metrics.exposition(gzip=True)  # ... and the scrape finds it made
+    assert reads == [2]
+    version[0] += 1
+    metrics.warm()
+    metrics.warm()  # at most one pack per scrape, however many cycles end
+    assert reads == [3]
