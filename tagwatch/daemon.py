@@ -556,6 +556,7 @@ class Daemon:
                 abort=self._abort,
             )
             self._finished(job_id, report, time.monotonic() - started)
+            del report  # the cycle's objects go before the metrics' are made
             self.metrics.warm()  # the next scrape's text, made now rather than while it waits
         except Exception:  # noqa: BLE001 - a bug in one cycle must not stop the daemon
             log.exception("cycle %s failed unexpectedly", job_id)
