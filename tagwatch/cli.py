@@ -373,6 +373,8 @@ def _report(
     report: CycleReport, config: Config, objects: list[dict[str, Any]], as_json: bool
 ) -> None:
     """Print a check's outcome; `objects` are `views.status_objects`, in config order."""
+    from tagwatch.core.markup import clean_data
+
     by_key: dict[str, TargetResult] = {r.target.key: r for r in report.results}
     events: dict[int, list[str]] = {}
     keys = [target.key for target in config.targets]
@@ -381,25 +383,30 @@ def _report(
         if result is None:
             continue
         events[i] = [e.kind.value for e in result.events]
+        # What is added to the (clean) status objects is cleaned here: the JSON is printed
+        # as it is.
         if result.failed:
-            obj["error"] = getattr(result.observation, "message", None)
-        obj["events"] = [
-            {
-                "event": e.kind.value,
-                "old_digest": e.old_digest,
-                "new_digest": e.new_digest,
-                "platforms_changed": list(e.platforms_changed),
-                **{k: v for k, v in e.details.items() if k != "source"},
-            }
-            for e in result.events
-        ]
-    registry_events = _registry_events(report)
+            obj["error"] = clean_data(getattr(result.observation, "message", None), CELL_LIMIT)
+        obj["events"] = clean_data(
+            [
+                {
+                    "event": e.kind.value,
+                    "old_digest": e.old_digest,
+                    "new_digest": e.new_digest,
+                    "platforms_changed": list(e.platforms_changed),
+                    **{k: v for k, v in e.details.items() if k != "source"},
+                }
+                for e in result.events
+            ],
+            CELL_LIMIT,
+        )
+    registry_events = clean_data(_registry_events(report), CELL_LIMIT)
     for obj in objects:
         mine = registry_events.get(obj["image"].split("/", 1)[0])
         if mine:
             obj["registry_events"] = mine
     if as_json:
-        _print_json(objects)
+        _print_json(objects, cleaned=True)
         return
     _print_targets(objects, events)
     for event in report.registry_events:
