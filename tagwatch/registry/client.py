@@ -409,11 +409,13 @@ class RegistryClient:
         A registry whose scheme is not known yet gets one request first, without
         Authorization (as httpx's flow probes it): its answer says none is needed, or names
         the scheme; its other HEADs wait for it. Once `abort` is set no request starts."""
-        results: list[Resolved | RegistryError | Callable[[], Resolved]] = [
-            functools.partial(self.resolve, ref, known) for ref, known in items
-        ]
         if self._transport is not None or not items:
-            return results
+            return [functools.partial(self.resolve, ref, known) for ref, known in items]
+        # None: not settled here (yet); made the whole way at the end. Not a call per item
+        # up front: at 100,000 tags those were ~14 MB held through the whole resolve.
+        results: list[Resolved | RegistryError | Callable[[], Resolved] | None] = [None] * len(
+            items
+        )
         endpoints: list[_Endpoint | None] = []
         for index, (ref, _) in enumerate(items):
             try:
@@ -479,8 +481,13 @@ class RegistryClient:
             results[index] = result
 
         live = [i for i, endpoint in enumerate(endpoints) if endpoint is not None]
+        shared: dict[str, HeadJob] = {}  # one per registry (jobs are frozen), not one per tag
+        for i in live:
+            registry = items[i][0].registry
+            if registry not in shared:
+                shared[registry] = HeadJob(registry, endpoints[i].heads)  # type: ignore[union-attr]
         run_heads(
-            [HeadJob(items[i][0].registry, endpoints[i].heads) for i in live],  # type: ignore[union-attr]
+            [shared[items[i][0].registry] for i in live],
             limit=limit,
             caps=caps,
             timeout=self.timeout,
@@ -489,7 +496,10 @@ class RegistryClient:
             slots=slots,
             stopping=lambda: self._closed or (abort is not None and abort.is_set()),
         )
-        return results
+        return [
+            functools.partial(self.resolve, *items[i]) if result is None else result
+            for i, result in enumerate(results)
+        ]
 
     def _settle_head(
         self,
