@@ -136,16 +136,15 @@ def _fail(message: str, status: int = EXIT_USAGE) -> int:
 def _print_json(data: Any, *, cleaned: bool = False) -> None:
     """Print what `--json` prints: every string in it cleaned (labels, error messages and
     platform names come from registries), so a consumer gets plain one-line data; `cleaned`:
-    `data` is already (`views` objects are). UTF-8, indented by two spaces, written as bytes
-    whatever the host's locale (orjson: at 100,000 watches `json.dumps(indent=2)` alone took
-    longer than the rest of `status --json`)."""
-    import orjson
+    `data` is already (`views` objects are). As the API answers it (`views.to_json`), written
+    as bytes whatever the host's locale."""
+    from tagwatch.views import to_json
 
     if not cleaned:
         from tagwatch.core.markup import clean_data
 
         data = clean_data(data, CELL_LIMIT)
-    text = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    text = to_json(data)
     buffer = getattr(sys.stdout, "buffer", None)
     if buffer is None:  # a text-only stream (a test's StringIO)
         sys.stdout.write(text.decode())

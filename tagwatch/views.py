@@ -22,7 +22,16 @@ from tagwatch.core.text import clean
 from tagwatch.core.times import format_time, parse_time
 from tagwatch.store import Store, Undelivered
 
-__all__ = ["history_objects", "status_objects"]
+__all__ = ["history_objects", "status_objects", "to_json"]
+
+
+def to_json(value: Any) -> bytes:
+    """The JSON text of `value` as `--json` prints it and the API answers it, byte for byte:
+    indented by two spaces, UTF-8, a newline at the end (orjson: at 100,000 watches
+    `json.dumps(indent=2)` alone took longer than the rest of `status --json`)."""
+    import orjson
+
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
 
 
 # What status_objects reads of each row (Store.status_records), in this order.

@@ -12,7 +12,6 @@ tagwatch.views, as the command line builds it, and printed the same way, byte fo
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -25,7 +24,7 @@ from tagwatch.core.refs import parse_ref
 from tagwatch.errors import ReferenceError_
 from tagwatch.metrics import Metrics
 from tagwatch.store import Store
-from tagwatch.views import history_objects, status_objects
+from tagwatch.views import history_objects, status_objects, to_json
 from tagwatch.web.page import CSP, render_status_page
 from tagwatch.web.server import Request, Response
 
@@ -48,9 +47,7 @@ PAGE_HEADERS = (
 
 
 def _json(status: int, value: Any) -> Response:
-    # As the command line prints it: json.dumps(..., indent=2) and a newline.
-    body = (json.dumps(value, indent=2) + "\n").encode()
-    return Response(status, body, JSON, COMMON)
+    return Response(status, to_json(value), JSON, COMMON)  # as the command line prints it
 
 
 class WebApp:
