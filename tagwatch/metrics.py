@@ -147,6 +147,7 @@ def _escape(value: str) -> str:
 # The one state family whose values move with the clock (now - behind_since): written at
 # every scrape. Every other one changes only when the recorded state or the targets do.
 _MOVING = frozenset({"tagwatch_pin_behind_seconds"})
+_STEADY = tuple(name for name, *_ in STATE_FAMILIES if name not in _MOVING)
 
 
 @dataclass(frozen=True)
@@ -204,13 +205,12 @@ class _StateWriter:
         """The state families that do not move with the clock, then `head` (the process-wide
         metrics), then the one that does; `gzip`: as one gzip member."""
         if not gzip:
-            steady = [n for n, *_ in STATE_FAMILIES if n not in _MOVING]
             series_text = _Text()
             series = _Series.of(self._rows(), series_text)
             now = self._clock()
             return b"".join(
                 [
-                    *_families(series, series_text, now, steady),
+                    *_families(series, series_text, now, _STEADY),
                     head,
                     *_families(series, series_text, now, _MOVING),
                 ]
@@ -246,11 +246,10 @@ class _StateWriter:
             self._packed = None  # the old text goes before the new is made
             text = _Text()
             series = _Series.of(self._rows(), text)
-            steady = [n for n, *_ in STATE_FAMILIES if n not in _MOVING]
             # Level 1: the text is repetitive enough (~30x smaller); higher levels cost seconds.
             packer = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
             parts, crc, length = [], 0, 0
-            for chunk in _families(series, text, 0.0, steady):
+            for chunk in _families(series, text, 0.0, _STEADY):
                 parts.append(packer.compress(chunk))
                 crc, length = zlib.crc32(chunk, crc), length + len(chunk)
             parts.append(packer.flush(zlib.Z_SYNC_FLUSH))
@@ -265,14 +264,14 @@ _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
 def _pins_behind(pins: Sequence[tuple[str, float | None]], now: float) -> bytes:
     """tagwatch_pin_behind_seconds, as _family_lines writes it, from the packed pins."""
-    text = _Text()
-    name, kind, doc, _ = next(f for f in STATE_FAMILIES if f[0] == "tagwatch_pin_behind_seconds")
-    lines = [f"# HELP {name} {doc}\n# TYPE {name} {kind}\n"]
-    lines += [
-        f"{name}{{{ipt}}} {text.num(max(0.0, now - since) if since else 0.0)}\n"
-        for ipt, since in pins
-    ]
-    return "".join(lines).encode()
+    num = _Text().num
+    family = next(f for f in STATE_FAMILIES if f[0] == "tagwatch_pin_behind_seconds")
+    return _family_text(family, (f"{{{ipt}}} {num(_behind(now, since))}" for ipt, since in pins))
+
+
+def _behind(now: float, since: float | None) -> float:
+    """A pin's behind seconds: 0 while it is current."""
+    return max(0.0, now - since) if since else 0.0
 
 
 def _families(
@@ -281,13 +280,18 @@ def _families(
     """Each family's exposition text (those in `names`, else all), in STATE_FAMILIES order."""
     lines = _family_lines(series, text, now)
     wanted = None if names is None else set(names)
-    for name, kind, doc, _ in STATE_FAMILIES:
-        if wanted is not None and name not in wanted:
-            continue
-        sample = f"{name}_total" if kind == "counter" else name
-        family = [f"# HELP {sample} {doc}\n# TYPE {sample} {kind}\n"]
-        family += [f"{sample}{line}\n" for line in lines[name]()]
-        yield "".join(family).encode()
+    for family in STATE_FAMILIES:
+        if wanted is None or family[0] in wanted:
+            yield _family_text(family, lines[family[0]]())
+
+
+def _family_text(family: tuple[str, str, str, Any], lines: Iterable[str]) -> bytes:
+    """One family's HELP, TYPE and sample lines (each line: what follows the sample name)."""
+    name, kind, doc, _ = family
+    sample = f"{name}_total" if kind == "counter" else name
+    text = [f"# HELP {sample} {doc}\n# TYPE {sample} {kind}\n"]
+    text += [f"{sample}{line}\n" for line in lines]
+    return "".join(text).encode()
 
 
 class _Text:
@@ -359,8 +363,7 @@ def _family_lines(s: _Series, text: _Text, now: float) -> dict[str, Callable[[],
     one, zero = num(1.0), num(0.0)
 
     def behind(row: StatusRow) -> str:
-        since = _ts(row.behind_since)
-        return num(max(0.0, now - since) if since else 0.0)
+        return num(_behind(now, _ts(row.behind_since)))
 
     return {
         "tagwatch_targets": lambda: (
