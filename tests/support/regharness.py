@@ -576,6 +576,11 @@ class Registry:
                 self.port = free_port()
                 self.write_config()
 
+    @property
+    def pid(self) -> int | None:
+        """The running registry process's id (a new one after a restart); None when stopped."""
+        return self._proc.pid if self._proc is not None else None
+
     def _spawn_and_wait(self) -> None:
         binary = shutil.which("docker-registry")
         if binary is None:
