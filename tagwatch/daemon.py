@@ -29,6 +29,7 @@ logged. Recorded state is keyed by target, so it survives reloads and restarts.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -67,6 +68,34 @@ __all__ = ["Daemon", "JobPlan", "plan_jobs"]
 log = logging.getLogger("tagwatch.daemon")
 
 STOP_GRACE = 5.0  # seconds a stopping daemon waits for running cycles before abandoning them
+
+
+def give_back_free_memory() -> bool:
+    """Return the C heap's free pages to the kernel (glibc's `malloc_trim(0)`); False where
+    the C library has no such call (musl, macOS).
+
+    A cycle that goes the long way (a registry restarting: 16 worker threads, errors, httpx)
+    or a reload (old and new targets alive at once) raises the heap's high-water mark, and
+    glibc keeps the pages it freed: the endurance hour's RSS rose +1.1 MB at the registry
+    restart and +0.8 MB at the reload and never came down. Measured in one process over
+    1,000 tags, a cycle with the registry down took RSS from 55.9 to 60.5 MB, flat for the
+    next 30 cycles and after gc.collect(); malloc_trim(0) took it to 54.5 MB. It costs about
+    0.1 ms once there is little to give back."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    import ctypes
+
+    try:
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except OSError:
+        return None
 
 
 class _SkippedRunsFilter(logging.Filter):
@@ -576,6 +605,7 @@ class Daemon:
             with self._idle:
                 self._running_jobs -= 1
                 self._idle.notify_all()
+            give_back_free_memory()  # what the cycle (or a reload before it) freed
 
     def _finished(self, job_id: str, report: CycleReport, seconds: float) -> None:
         if report.abandoned:

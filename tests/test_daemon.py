@@ -525,3 +525,34 @@ def test_daemon_follows_source_files(registry_anonymous: Registry, tmp_path: Pat
     assert 'tagwatch_targets{kind="watch"} 1.0' in text
     assert "sources changed: 1 targets added, 1 removed" in daemon.log.read_text()
     assert daemon.stop()[0] == 0
+
+
+def test_freed_heap_memory_is_given_back_to_the_kernel() -> None:
+    """What a cycle frees goes back to the kernel (the endurance hour's RSS stayed +1.1 MB
+    after a registry restart and +0.8 MB after a reload without it). In a fresh process: 60 MB
+    of heap blocks freed below one still in use stays resident until give_back_free_memory."""
+    script = textwrap.dedent(
+        """
+        import platform
+        from tagwatch.daemon import give_back_free_memory
+
+        def rss():
+            return int(open("/proc/self/statm").read().split()[1]) * 4096
+
+        blocks = [bytearray(2000) for _ in range(30000)]
+        last = blocks[-1]  # holds the top of the heap: free() alone cannot shrink it
+        del blocks
+        before = rss()
+        given = give_back_free_memory()
+        print(platform.libc_ver()[0], given, before - rss())
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.split()
+    libc, given, released = out[0], out[1] == "True", int(out[2])
+    if libc == "glibc":
+        assert given
+        assert released > 30 * 1024 * 1024, f"only {released} bytes given back"
+    else:  # musl, macOS: no malloc_trim, nothing claimed
+        assert not given
