@@ -53,6 +53,13 @@ class DelayProxy:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
 
+    def cpu_ns(self) -> int:
+        """CPU time of the proxy's thread (its event loop: accepting, reading, forwarding)."""
+        ident = self._thread.ident
+        if ident is None:
+            return 0
+        return time.clock_gettime_ns(time.pthread_getcpuclockid(ident))
+
     def __enter__(self) -> DelayProxy:
         return self.start()
 
