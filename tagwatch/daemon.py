@@ -74,13 +74,12 @@ def give_back_free_memory() -> bool:
     """Return the C heap's free pages to the kernel (glibc's `malloc_trim(0)`); False where
     the C library has no such call (musl, macOS).
 
-    A cycle that goes the long way (a registry restarting: 16 worker threads, errors, httpx)
-    or a reload (old and new targets alive at once) raises the heap's high-water mark, and
-    glibc keeps the pages it freed: the endurance hour's RSS rose +1.1 MB at the registry
-    restart and +0.8 MB at the reload and never came down. Measured in one process over
-    1,000 tags, a cycle with the registry down took RSS from 55.9 to 60.5 MB, flat for the
-    next 30 cycles and after gc.collect(); malloc_trim(0) took it to 54.5 MB. It costs about
-    0.1 ms once there is little to give back."""
+    A cycle that goes the long way (a registry down: 16 worker threads, errors, httpx) raises
+    the heap's high-water mark, and glibc keeps the pages it freed. Measured in one process
+    over 1,000 tags, a cycle with the registry down took RSS from 55.9 to 60.5 MB, flat for
+    the next 30 cycles and after gc.collect(); malloc_trim(0) took it to 54.5 MB. It costs
+    about 0.1 ms once there is little to give back. (It does not explain the endurance
+    bench's steps at a registry restart and a reload, +0.9 and +0.7 MB with it in place.)"""
     trim = _malloc_trim()
     if trim is None:
         return False
