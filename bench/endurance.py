@@ -13,13 +13,13 @@ registry is restarted half-way and the daemon gets a SIGHUP at three quarters.
 
 Every second the process is sampled from /proc (RSS, file descriptors, threads), its CPU-time
 clock, the registry's and the counting proxy's thread's (the proxy forwards the same requests
-every cycle: a control for the machine), the proxy (connections opened, requests: cycles
-are HEADs ÷ tags) and the database's logical size (page_count × page_size, read-only). The
-series is printed per window of cycles; after the warm-up the goals are checked: RSS growth,
-file descriptors and threads flat, connections opened per cycle in steady state (windows
-without the restart or the reload), database growth only with changes, CPU per cycle flat
-(the median of the last three quiet windows over the first three's; the proxy's and the
-registry's beside it). Exit status 1 when a goal is missed.
+every cycle: a hint of the machine's share in a rise), the proxy (connections opened,
+requests: cycles are HEADs ÷ tags) and the database's logical size (page_count × page_size,
+read-only). The series is printed per window of cycles; after the warm-up the goals are
+checked: RSS growth, file descriptors and threads flat, connections opened per cycle in steady
+state (windows without the restart or the reload), database growth only with changes, CPU per
+cycle flat (the median of the last three quiet windows over the first three's; the proxy's and
+the registry's beside it). Exit status 1 when a goal is missed.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ class Watched:
         return len(os.listdir(f"/proc/{self.pid}/task"))
 
     def cpu_ns(self) -> int:
-        return time.clock_gettime_ns(((~self.pid) << 3) | 2)  # the process's CPU-time clock
+        return process_cpu_ns(self.pid)
 
     def db_bytes(self) -> int:
         try:
@@ -145,6 +145,12 @@ class Watched:
             return 0
         finally:
             conn.close()
+
+
+def process_cpu_ns(pid: int) -> int:
+    """CPU time used so far by process `pid`, from its CPU-time clock (Linux's
+    CPUCLOCK_SCHED for a pid)."""
+    return time.clock_gettime_ns(((~pid) << 3) | 2)
 
 
 class ProcessCpu:
@@ -164,7 +170,7 @@ class ProcessCpu:
             self.pid, self.last = pid, 0
         if pid is not None:
             with contextlib.suppress(OSError):
-                self.last = time.clock_gettime_ns(((~pid) << 3) | 2)
+                self.last = process_cpu_ns(pid)
         return self.ended + self.last
 
 
@@ -313,6 +319,7 @@ def report(plan: Plan, windows: list[Window], counts: dict[str, float]) -> tuple
     per_cycle_cpu: dict[int, float] = {}
     registry_cpu: dict[int, float] = {}
     proxy_cpu: dict[int, float] = {}
+    over_proxy: dict[int, float] = {}  # the daemon's CPU per cycle ÷ the proxy's
     opened: dict[int, float] = {}
     for i, w in enumerate(windows):
         last = w.samples[-1]
@@ -321,6 +328,7 @@ def report(plan: Plan, windows: list[Window], counts: dict[str, float]) -> tuple
         per_cycle_cpu[i] = (last.cpu_ns - base.cpu_ns) / 1e6 / cycles
         registry_cpu[i] = (last.registry_cpu_ns - base.registry_cpu_ns) / 1e6 / cycles
         proxy_cpu[i] = (last.proxy_cpu_ns - base.proxy_cpu_ns) / 1e6 / cycles
+        over_proxy[i] = per_cycle_cpu[i] / max(proxy_cpu[i], 1e-9)
         opened[i] = last.opened - base.opened
         seen = w.threads()
         thr = f"{seen[0]:>2}-{seen[1]:<2}" if seen else "    ?"
@@ -330,7 +338,7 @@ def report(plan: Plan, windows: list[Window], counts: dict[str, float]) -> tuple
             f"{max(s.fds for s in w.samples):>4}  "
             f"{thr}  "
             f"{opened[i]:>7.0f}  {per_cycle_cpu[i]:>12.1f}  {registry_cpu[i]:>8.1f}  "
-            f"{proxy_cpu[i]:>5.1f}  {per_cycle_cpu[i] / max(proxy_cpu[i], 1e-9):>7.2f}  "
+            f"{proxy_cpu[i]:>5.1f}  {over_proxy[i]:>7.2f}  "
             f"{last.db_bytes / 1024:>7.0f}  "
             f"{last.alerts:>6}  {', '.join(happened)}"
         )
@@ -388,7 +396,7 @@ def report(plan: Plan, windows: list[Window], counts: dict[str, float]) -> tuple
     ends = max(1, min(DRIFT_WINDOWS, len(quiet) // 2))
     early, late = medians([per_cycle_cpu[i] for i in quiet])
     drift = late / early if early else 0.0
-    ratio = medians([per_cycle_cpu[i] / max(proxy_cpu[i], 1e-9) for i in quiet])
+    ratio = medians([over_proxy[i] for i in quiet])
     control = medians([proxy_cpu[i] for i in quiet])
     registry = medians([registry_cpu[i] for i in quiet])
     r = plan.relax
