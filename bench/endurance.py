@@ -360,6 +360,8 @@ def report(plan: Plan, windows: list[Window], counts: dict[str, float]) -> tuple
         for i in steady
         if not (events & windows[i].events or (i and events & windows[i - 1].events))
     ]
+    if not quiet:  # e.g. windows so long that each holds the restart or the reload
+        return "\n".join([*lines, "no window after the warm-up without a restart or reload"]), False
     rss_growth = (last.value("rss_kb") - first.value("rss_kb")) / 1024
     fds = [max(s.fds for s in windows[i].samples) for i in quiet]
     # Threads between cycles (the fewest seen in a window): a cycle's workers come and go.
