@@ -637,8 +637,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     # daemon installs its own handlers once it runs.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: sys.exit(EXIT_OK))
-    from tagwatch.daemon import Daemon
+    from tagwatch.daemon import Daemon, one_malloc_arena
 
+    one_malloc_arena(os.environ)  # before any thread: see its docstring
     daemon = Daemon(_config_path(args))
     code = daemon.run()
     if daemon.stuck:

@@ -527,6 +527,57 @@ def test_daemon_follows_source_files(registry_anonymous: Registry, tmp_path: Pat
     assert daemon.stop()[0] == 0
 
 
+@pytest.mark.parametrize("limit", [False, True])
+def test_threads_share_one_malloc_arena(limit: bool) -> None:
+    """`tagwatch run` keeps the C heap to one arena: 8 threads alive at once (a registry
+    restart runs 16) otherwise get an arena each, kept for good. In a fresh process, glibc's
+    malloc_stats() counts them; the same script without the call is the control."""
+    script = textwrap.dedent(
+        f"""
+        import ctypes, os, platform, threading
+        from tagwatch.daemon import one_malloc_arena
+
+        changed = one_malloc_arena(os.environ) if {limit} else False
+        barrier = threading.Barrier(9)
+
+        def work():
+            held = [bytes(1000 + i) for i in range(100)]  # above pymalloc's 512 bytes: malloc
+            barrier.wait()
+            barrier.wait()
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        barrier.wait()
+        print(platform.libc_ver()[0], changed, flush=True)
+        if platform.libc_ver()[0] == "glibc":
+            ctypes.CDLL(None).malloc_stats()  # one "Arena N:" block per arena, on stderr
+        barrier.wait()
+        for thread in threads:
+            thread.join()
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env
+    )
+    libc, changed = done.stdout.split()
+    arenas = sum(1 for line in done.stderr.splitlines() if line.startswith("Arena "))
+    if libc != "glibc":  # musl, macOS: no mallopt, nothing claimed
+        assert changed == "False"
+    elif limit:
+        assert changed == "True"
+        assert arenas == 1, done.stderr
+    else:
+        assert arenas >= 5, done.stderr  # the control: the test can tell one from many
+
+
+def test_a_set_malloc_arena_max_is_left_alone() -> None:
+    from tagwatch.daemon import one_malloc_arena
+
+    assert one_malloc_arena({"MALLOC_ARENA_MAX": "4"}) is False
+
+
 def test_freed_heap_memory_is_given_back_to_the_kernel() -> None:
     """What a cycle frees goes back to the kernel (a cycle with the registry down left RSS
     4.6 MB higher for good without it). In a fresh process: 60 MB of heap blocks freed below
