@@ -331,6 +331,9 @@ class Daemon:
         )
         self._log_jobs(self.runtime.jobs)
         self.systemd.ready(self.status_line())
+        # This frame lives as long as the daemon: holding the first configuration here would
+        # keep its targets alive beside the one each reload makes (a whole second set).
+        del config
         try:
             self._loop()
         finally:
