@@ -390,12 +390,13 @@ def report(plan: Plan, windows: list[Window], counts: dict[str, float]) -> tuple
     # daemon's 152..252 ms per window, this process's 133..229, their ratio 1.07..1.15. The
     # ratio is shown, not judged: over shorter runs the proxy's own CPU per cycle stepped by a
     # fifth at the registry restart while the daemon's did not.
-    def medians(series: list[float]) -> tuple[float, float]:
-        return statistics.median(series[:ends]), statistics.median(series[-ends:])
-
     # The first and the last few quiet windows, each a median: one window of 150 cycles on a
     # shared machine can be a third above its neighbours with nothing changed in the daemon.
     ends = max(1, min(DRIFT_WINDOWS, len(quiet) // 2))
+
+    def medians(series: list[float]) -> tuple[float, float]:
+        return statistics.median(series[:ends]), statistics.median(series[-ends:])
+
     early, late = medians([per_cycle_cpu[i] for i in quiet])
     drift = late / early if early else 0.0
     ratio = medians([over_proxy[i] for i in quiet])

@@ -80,7 +80,7 @@ def give_back_free_memory() -> bool:
     the next 30 cycles and after gc.collect(); malloc_trim(0) took it to 54.5 MB. It costs
     about 0.1 ms once there is little to give back. It trims every arena, but what a thread
     left in an arena of its own stays: see one_malloc_arena."""
-    trim = _malloc_trim()
+    trim = _libc_function("malloc_trim")
     if trim is None:
         return False
     trim(0)
@@ -107,10 +107,6 @@ def one_malloc_arena(env: Mapping[str, str]) -> bool:
         return False
     mallopt = _libc_function("mallopt")
     return mallopt is not None and mallopt(_M_ARENA_MAX, 1) == 1
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    return _libc_function("malloc_trim")
 
 
 @functools.cache
